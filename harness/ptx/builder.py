@@ -1,0 +1,528 @@
+"""The builder: one method call emits one PTX instruction into a function body.
+
+    m = Module(arch="sm_90")
+    b = Builder.entry(m, "axpy", [("x", U64), ("n", U32)])
+    i = b.global_index()
+    with b.if_(b.setp("lt", i, b.param("n"))):
+        ...
+
+Structured helpers (``if_``, ``loop``, ``when``) lower to labels and predicated branches, so
+the PTX stays readable. Every method checks that its opcode has a row in the op table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from harness.ptx.ir import (
+    Function, Imm, Instr, Label, LabelDef, LocalVar, Mem, Module, Param, PtxBuildError, Reg,
+    SReg, Sym, Vec, new_reg,
+)
+from harness.ptx.ops import ATOMIC_OPS, OPS, SPACES
+from harness.ptx.types import PRED, S32, TYPES, U32, U64, PtxType, same_size_int
+
+SPECIAL_REGS = (
+    "tid.x", "tid.y", "tid.z", "ntid.x", "ntid.y", "ntid.z", "ctaid.x", "ctaid.y", "ctaid.z",
+    "nctaid.x", "nctaid.y", "nctaid.z", "laneid", "warpid", "nwarpid", "smid", "nsmid",
+    "clock", "clock64", "globaltimer", "lanemask_lt", "lanemask_eq",
+)
+SEMANTICS = ("weak", "relaxed", "acquire", "release", "acq_rel", "volatile")
+SCOPES = ("cta", "cluster", "gpu", "sys")
+_RESERVED = {s.split(".")[0] for s in SPECIAL_REGS}
+_BITS_ONLY = ("and", "or", "xor", "not", "shl", "popc", "clz", "brev")
+
+
+def _t(spec) -> PtxType:
+    return TYPES[spec] if isinstance(spec, str) else spec
+
+
+@dataclass
+class Loop:
+    """Labels of a structured loop: ``start`` (re-test) and ``end`` (after the loop)."""
+
+    builder: "Builder"
+    start: Label
+    end: Label
+
+    def break_if(self, p: Reg, negate: bool = False) -> None:
+        self.builder.bra(self.end, pred=(p, negate))
+
+    def continue_if(self, p: Reg, negate: bool = False) -> None:
+        self.builder.bra(self.start, pred=(p, negate))
+
+
+class Builder:
+    """Appends instructions to one ``Function`` of a ``Module``."""
+
+    def __init__(self, module: Module, fn: Function):
+        self.module = module
+        self.fn = fn
+        self._guard: tuple | None = None
+        self._labels = 0
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def entry(cls, module: Module, name: str, params=(), maxntid: int | None = None) -> "Builder":
+        """A new ``.entry`` kernel with ``params`` as (name, type) pairs."""
+        fn = Function(name, "entry", [Param(n, _t(t)) for n, t in params], maxntid=maxntid)
+        return cls(module, module.add(fn))
+
+    @classmethod
+    def func(cls, module: Module, name: str, params=(), ret=None) -> "Builder":
+        """A new ``.func`` device function, optionally returning one value of type ``ret``."""
+        fn = Function(name, "func", [Param(n, _t(t)) for n, t in params],
+                      ret=Param("ret", _t(ret)) if ret is not None else None)
+        return cls(module, module.add(fn))
+
+    @staticmethod
+    def extern(module: Module, name: str, params=(), ret=None) -> Function:
+        """Declare an ``.extern .func`` (e.g. ``cudaGraphSetConditional``)."""
+        fn = Function(name, "extern", [Param(n, _t(t)) for n, t in params],
+                      ret=Param("ret", _t(ret)) if ret is not None else None)
+        return module.add(fn)
+
+    @staticmethod
+    def shared(module: Module, name: str, nbytes: int, align: int = 16) -> Sym:
+        """A module-scope ``.shared`` array; returns its symbol (a shared-window address)."""
+        module.globals.append(LocalVar("shared", name, nbytes, align))
+        return Sym(name)
+
+    def local(self, name: str, nbytes: int, align: int = 8) -> Sym:
+        """A per-thread ``.local`` array in this function."""
+        self.fn.locals.append(LocalVar("local", name, nbytes, align))
+        return Sym(name)
+
+    def reg(self, t, hint: str | None = None) -> Reg:
+        """A fresh register of type ``t``."""
+        if hint in _RESERVED:
+            hint += "_"
+        return new_reg(self.fn, _t(t), hint)
+
+    def new_label(self, hint: str = "L") -> Label:
+        self._labels += 1
+        return Label(f"$L_{hint}_{self._labels}")
+
+    def place(self, label: Label) -> Label:
+        """Put ``label`` at the current position."""
+        self.fn.body.append(LabelDef(label))
+        return label
+
+    # ------------------------------------------------------------------------ emit
+
+    def _operand(self, x, t: PtxType | None):
+        if isinstance(x, (Reg, Imm, SReg, Sym, Label, Mem, Vec)):
+            return x
+        if isinstance(x, bool):
+            raise PtxBuildError("a Python bool is not a PTX operand; use a predicate register")
+        if isinstance(x, (int, float)):
+            if t is None:
+                raise PtxBuildError(f"cannot infer the type of immediate {x!r}; pass type=")
+            return Imm(x, t)
+        raise PtxBuildError(f"not a PTX operand: {x!r}")
+
+    def emit(self, op: str, mods=(), types=(), dst=None, srcs=(), pred=None, **extra) -> Instr:
+        """Append one instruction; its opcode must have a row in the op table."""
+        if op not in OPS:
+            raise PtxBuildError(f"opcode {op!r} has no row in the op table")
+        t = types[0] if types else None
+        ins = Instr(op, tuple(m for m in mods if m), tuple(types), dst,
+                    tuple(self._operand(s, t) for s in srcs), pred or self._guard, dict(extra))
+        self.fn.body.append(ins)
+        return ins
+
+    @staticmethod
+    def infer(*xs) -> PtxType:
+        for x in xs:
+            if isinstance(x, (Reg, SReg)):
+                return x.type
+        raise PtxBuildError("cannot infer an instruction type from immediates alone; pass type=")
+
+    def _dst(self, dst, t: PtxType) -> Reg:
+        return dst if dst is not None else self.reg(t)
+
+    # ----------------------------------------------------------------- arithmetic
+
+    def _binary(self, op, a, b, type=None, dst=None, mods=(), pred=None) -> Reg:
+        t = _t(type) if type else self.infer(a, b)
+        if op in _BITS_ONLY and t.kind in "us":
+            t = same_size_int(t, "b")  # and/or/xor/shl take only .bN (or .pred)
+        if t.is_float and op in ("add", "sub", "mul", "div") and not mods:
+            mods = ("rn",)  # explicit rounding: ptxas must not contract add/mul into fma
+        d = self._dst(dst, t)
+        self.emit(op, mods, (t,), d, (a, b), pred)
+        return d
+
+    def add(self, a, b, **kw) -> Reg:
+        return self._binary("add", a, b, **kw)
+
+    def sub(self, a, b, **kw) -> Reg:
+        return self._binary("sub", a, b, **kw)
+
+    def min(self, a, b, **kw) -> Reg:
+        return self._binary("min", a, b, **kw)
+
+    def max(self, a, b, **kw) -> Reg:
+        return self._binary("max", a, b, **kw)
+
+    def div(self, a, b, **kw) -> Reg:
+        return self._binary("div", a, b, **kw)
+
+    def rem(self, a, b, **kw) -> Reg:
+        return self._binary("rem", a, b, **kw)
+
+    def and_(self, a, b, **kw) -> Reg:
+        return self._binary("and", a, b, **kw)
+
+    def or_(self, a, b, **kw) -> Reg:
+        return self._binary("or", a, b, **kw)
+
+    def xor(self, a, b, **kw) -> Reg:
+        return self._binary("xor", a, b, **kw)
+
+    def shl(self, a, n, **kw) -> Reg:
+        return self._binary("shl", a, n, **kw)
+
+    def shr(self, a, n, **kw) -> Reg:
+        return self._binary("shr", a, n, **kw)
+
+    def mul(self, a, b, mode: str = "lo", type=None, dst=None, pred=None) -> Reg:
+        """mul.lo/.hi/.wide for ints (wide doubles the width), mul.rn for floats."""
+        t = _t(type) if type else self.infer(a, b)
+        mods = ("rn",) if t.is_float else (mode,)
+        dt = TYPES[f"{t.kind}{t.bits * 2}"] if mode == "wide" and not t.is_float else t
+        d = self._dst(dst, dt)
+        self.emit("mul", mods, (t,), d, (a, b), pred)
+        return d
+
+    def mad(self, a, b, c, mode: str = "lo", type=None, dst=None, pred=None) -> Reg:
+        """mad.lo/.hi/.wide for ints; for floats this is fma.rn."""
+        t = _t(type) if type else self.infer(a, b, c)
+        if t.is_float:
+            return self.fma(a, b, c, type=t, dst=dst, pred=pred)
+        dt = TYPES[f"{t.kind}{t.bits * 2}"] if mode == "wide" else t
+        d = self._dst(dst, dt)
+        self.emit("mad", (mode,), (t,), d, (a, b, c), pred)
+        return d
+
+    def fma(self, a, b, c, type=None, dst=None, pred=None) -> Reg:
+        """fma.rn: a*b+c rounded once."""
+        t = _t(type) if type else self.infer(a, b, c)
+        d = self._dst(dst, t)
+        self.emit("fma", ("rn",), (t,), d, (a, b, c), pred)
+        return d
+
+    def _unary(self, op, a, type=None, dst=None, mods=(), pred=None) -> Reg:
+        t = _t(type) if type else self.infer(a)
+        if op in _BITS_ONLY and t.kind in "us":
+            t = same_size_int(t, "b")
+        d = self._dst(dst, U32 if op in ("popc", "clz") else t)
+        self.emit(op, mods, (t,), d, (a,), pred)
+        return d
+
+    def neg(self, a, **kw) -> Reg:
+        return self._unary("neg", a, **kw)
+
+    def abs(self, a, **kw) -> Reg:
+        return self._unary("abs", a, **kw)
+
+    def not_(self, a, **kw) -> Reg:
+        return self._unary("not", a, **kw)
+
+    def popc(self, a, **kw) -> Reg:
+        return self._unary("popc", a, **kw)
+
+    def clz(self, a, **kw) -> Reg:
+        return self._unary("clz", a, **kw)
+
+    def brev(self, a, **kw) -> Reg:
+        return self._unary("brev", a, **kw)
+
+    def sqrt(self, a, **kw) -> Reg:
+        return self._unary("sqrt", a, mods=("rn",), **kw)
+
+    def setp(self, cmp: str, a, b, type=None, dst=None, pred=None) -> Reg:
+        """setp.<cmp>.<type> -> a new predicate register."""
+        t = _t(type) if type else self.infer(a, b)
+        d = self._dst(dst, PRED)
+        self.emit("setp", (cmp,), (t,), d, (a, b), pred)
+        return d
+
+    def selp(self, a, b, p: Reg, type=None, dst=None, pred=None) -> Reg:
+        """d = p ? a : b."""
+        t = _t(type) if type else self.infer(a, b)
+        d = self._dst(dst, t)
+        self.emit("selp", (), (t,), d, (a, b, p), pred)
+        return d
+
+    def mov(self, src, type=None, dst=None, pred=None) -> Reg:
+        """mov from a register, immediate, special register or symbol address."""
+        t = _t(type) if type else (dst.type if dst is not None else
+                                   U64 if isinstance(src, Sym) else self.infer(src))
+        d = self._dst(dst, t)
+        self.emit("mov", (), (t,), d, (src,), pred)
+        return d
+
+    def special(self, name: str) -> Reg:
+        """Read a special register (``tid.x``, ``clock64``, ``globaltimer``, ...)."""
+        if name not in SPECIAL_REGS:
+            raise PtxBuildError(f"unknown special register %{name}")
+        s = SReg(name)
+        return self.mov(s, type=s.type)
+
+    def cvt(self, src, to, rnd: str | None = None, type=None, dst=None, pred=None) -> Reg:
+        """cvt.<rnd>.to.from; float->int defaults to .rzi, to-float to .rn where needed."""
+        to, frm = _t(to), (_t(type) if type else self.infer(src))
+        if rnd is None:
+            if to.is_int and frm.is_float:
+                rnd = "rzi"
+            elif to.is_float and (frm.is_int or to.bits < frm.bits):
+                rnd = "rn"
+        d = self._dst(dst, to)
+        self.emit("cvt", (rnd,) if rnd else (), (to, frm), d, (src,), pred)
+        return d
+
+    def cvta_to_global(self, ptr) -> Reg:
+        d = self.reg(U64)
+        self.emit("cvta", ("to", "global"), (U64,), d, (ptr,))
+        return d
+
+    # ---------------------------------------------------------------------- memory
+
+    @staticmethod
+    def _mem_mods(space: str, sem: str | None, scope: str | None, vec: int = 1):
+        if space not in SPACES:
+            raise PtxBuildError(f"unknown state space {space!r} (one of {', '.join(SPACES)})")
+        if sem is not None and sem not in SEMANTICS:
+            raise PtxBuildError(f"unknown memory semantics .{sem}")
+        if sem in ("relaxed", "acquire", "release", "acq_rel") and scope not in SCOPES:
+            raise PtxBuildError(f".{sem} needs a scope ({', '.join(SCOPES)})")
+        if vec not in (1, 2, 4):
+            raise PtxBuildError("vector width must be 1, 2 or 4")
+        if vec > 1 and sem not in (None, "weak"):
+            raise PtxBuildError("vector loads/stores are weak in this builder")
+        return (sem if sem != "weak" else None, scope if sem else None, space,
+                f"v{vec}" if vec > 1 else None)
+
+    @staticmethod
+    def _addr(addr) -> Mem:
+        return addr if isinstance(addr, Mem) else Mem(addr)
+
+    def ld(self, space: str, addr, type, sem=None, scope=None, vec: int = 1, dst=None,
+           pred=None):
+        """ld.space{.sem.scope}{.vN}.type; returns the register (or a tuple for vectors)."""
+        t = _t(type)
+        mods = self._mem_mods(space, sem, scope, vec)
+        if vec > 1:
+            regs = tuple(self.reg(t) for _ in range(vec))
+            self.emit("ld", mods, (t,), Vec(regs), (self._addr(addr),), pred)
+            return regs
+        d = self._dst(dst, t)
+        self.emit("ld", mods, (t,), d, (self._addr(addr),), pred)
+        return d
+
+    def st(self, space: str, addr, value, type=None, sem=None, scope=None, pred=None) -> None:
+        """st.space{.sem.scope}{.vN}.type [addr], value (a tuple of registers for vectors)."""
+        vec = len(value) if isinstance(value, tuple) else 1
+        t = _t(type) if type else self.infer(*(value if vec > 1 else (value,)))
+        mods = self._mem_mods(space, sem, scope, vec)
+        val = Vec(tuple(value)) if vec > 1 else value
+        self.emit("st", mods, (t,), None, (self._addr(addr), val), pred)
+
+    def param(self, name: str) -> Reg:
+        """Load the function parameter ``name`` into a register."""
+        for p in self.fn.params:
+            if p.name == name:
+                return self.ld("param", Sym(name), p.type)
+        raise PtxBuildError(f"{self.fn.name} has no parameter {name!r}")
+
+    def atom(self, space: str, op: str, addr, b, c=None, type=None, sem=None, scope=None,
+             dst=None, pred=None) -> Reg:
+        """atom{.sem}{.scope}.space.op.type: returns the old value."""
+        if op not in ATOMIC_OPS:
+            raise PtxBuildError(f"unknown atomic operation {op!r}")
+        t = _t(type) if type else self.infer(b)
+        d = self._dst(dst, t)
+        srcs = (self._addr(addr), b) + ((c,) if c is not None else ())
+        self.emit("atom", (sem, scope if sem else None, space, op), (t,), d, srcs, pred)
+        return d
+
+    def red(self, space: str, op: str, addr, b, type=None, sem=None, scope=None, pred=None):
+        """red{.sem}{.scope}.space.op.type: an atomic update with no result."""
+        if op not in ATOMIC_OPS or op in ("cas", "exch"):
+            raise PtxBuildError(f"red has no operation {op!r}")
+        t = _t(type) if type else self.infer(b)
+        self.emit("red", (sem, scope if sem else None, space, op), (t,), None,
+                  (self._addr(addr), b), pred)
+
+    def fence(self, sem: str = "acq_rel", scope: str = "gpu") -> None:
+        """fence.{acq_rel,sc}.{cta,gpu,sys}."""
+        if sem not in ("acq_rel", "sc") or scope not in SCOPES:
+            raise PtxBuildError(f"fence.{sem}.{scope} is not a fence")
+        self.emit("fence", (sem, scope))
+
+    # ----------------------------------------------------------------- collectives
+
+    def bar_sync(self, bar_id=0, count=None) -> None:
+        """bar.sync id{, count}: wait for the block (or ``count`` threads) at barrier ``id``."""
+        self.emit("bar", ("sync",), (U32,), None, (bar_id,) + ((count,) if count else ()))
+
+    def bar_arrive(self, bar_id, count) -> None:
+        """bar.arrive id, count: signal a named barrier without waiting."""
+        self.emit("bar", ("arrive",), (U32,), None, (bar_id, count))
+
+    def bar_warp_sync(self, mask=0xFFFFFFFF) -> None:
+        self.emit("bar", ("warp", "sync"), (U32,), None, (mask,))
+
+    def shfl(self, mode: str, a, b, c=0x1F, mask=0xFFFFFFFF, dst=None) -> Reg:
+        """shfl.sync.{up,down,bfly,idx}.b32 d, a, b, c, mask."""
+        if mode not in ("up", "down", "bfly", "idx"):
+            raise PtxBuildError(f"unknown shfl mode {mode!r}")
+        d = self._dst(dst, self.infer(a) if isinstance(a, Reg) else TYPES["b32"])
+        self.emit("shfl", ("sync", mode), (TYPES["b32"],), d,
+                  (a, Imm(b, U32) if isinstance(b, int) else b,
+                   Imm(c, U32) if isinstance(c, int) else c, Imm(mask, U32)))
+        return d
+
+    def vote(self, mode: str, p: Reg, mask=0xFFFFFFFF) -> Reg:
+        """vote.sync.{all,any,uni}.pred or vote.sync.ballot.b32."""
+        t = TYPES["b32"] if mode == "ballot" else PRED
+        d = self.reg(t)
+        self.emit("vote", ("sync", mode), (t,), d, (p, Imm(mask, U32)))
+        return d
+
+    def activemask(self) -> Reg:
+        d = self.reg(TYPES["b32"])
+        self.emit("activemask", (), (TYPES["b32"],), d)
+        return d
+
+    def nanosleep(self, ns) -> None:
+        self.emit("nanosleep", (), (U32,), None, (ns,))
+
+    def mbarrier_init(self, addr, count) -> None:
+        self.emit("mbarrier", ("init", "shared"), (TYPES["b64"],), None,
+                  (self._addr(addr), Imm(count, U32) if isinstance(count, int) else count))
+
+    def mbarrier_arrive(self, addr) -> Reg:
+        """Returns the arrival's state token (opaque on hardware)."""
+        d = self.reg(TYPES["b64"])
+        self.emit("mbarrier", ("arrive", "shared"), (TYPES["b64"],), d, (self._addr(addr),))
+        return d
+
+    def mbarrier_wait(self, addr, state, kind: str = "test_wait", parity: bool = False) -> Reg:
+        """mbarrier.test_wait / try_wait{.parity}: has the phase of ``state`` completed?"""
+        if kind not in ("test_wait", "try_wait"):
+            raise PtxBuildError(f"unknown mbarrier wait {kind!r}")
+        d = self.reg(PRED)
+        self.emit("mbarrier", (kind, "parity" if parity else None, "shared"), (TYPES["b64"],),
+                  d, (self._addr(addr), state))
+        return d
+
+    def cp_async(self, dst, src, size: int = 16, cache: str = "ca") -> None:
+        """cp.async.{ca,cg}.shared.global [dst], [src], size (4, 8 or 16 bytes)."""
+        if size not in (4, 8, 16) or (cache == "cg" and size != 16):
+            raise PtxBuildError(f"cp.async.{cache} cannot copy {size} bytes")
+        self.emit("cp.async", (cache, "shared", "global"), (), None,
+                  (self._addr(dst), self._addr(src), Imm(size, U32)))
+
+    def cp_async_commit(self) -> None:
+        self.emit("cp.async.commit_group")
+
+    def cp_async_wait(self, n: int = 0) -> None:
+        self.emit("cp.async.wait_group", (), (), None, (Imm(n, U32),))
+
+    # ---------------------------------------------------------------- control flow
+
+    def bra(self, label: Label, uni: bool = False, pred=None) -> None:
+        self.emit("bra", ("uni",) if uni else (), (), None, (label,), pred)
+
+    def brx_idx(self, index: Reg, targets: list) -> None:
+        """Indirect branch: jump to ``targets[index]``."""
+        self._labels += 1
+        self.emit("brx.idx", (), (), None, (index,), targets=list(targets),
+                  table=f"$T_{self._labels}")
+
+    def ret(self, value=None) -> None:
+        """Return (storing ``value`` into the function's return parameter first)."""
+        if value is not None:
+            if self.fn.ret is None:
+                raise PtxBuildError(f"{self.fn.name} returns nothing")
+            self.st("param", Sym(self.fn.ret.name), value, type=self.fn.ret.type)
+        self.emit("ret")
+
+    def exit(self) -> None:
+        self.emit("exit")
+
+    def trap(self) -> None:
+        self.emit("trap")
+
+    def call(self, target, args=(), proto: Function | None = None, uni: bool = True,
+             pred=None):
+        """Call a ``.func`` directly (by Function or name) or indirectly (a register holding
+        its address, with ``proto`` giving the signature). Returns the result register."""
+        if isinstance(target, Reg):
+            if proto is None:
+                raise PtxBuildError("an indirect call needs a prototype")
+            sig = proto
+            pname = f"proto_{len(self.fn.prototypes)}"
+            for name, existing in self.fn.prototypes.items():
+                if existing.signature("_") == proto.signature("_"):
+                    pname = name
+            self.fn.prototypes[pname] = proto
+            extra = {"sig": sig, "proto": pname}
+            tgt = target
+            uni = False
+        else:
+            name = target.name if isinstance(target, Function) else target
+            if name not in self.module.functions:
+                raise PtxBuildError(f"call to undefined function {name!r}")
+            sig = self.module.functions[name]
+            extra = {"sig": sig}
+            tgt = Sym(name)
+        if len(args) != len(sig.params):
+            raise PtxBuildError(f"{sig.name} takes {len(sig.params)} arguments, got {len(args)}")
+        d = self.reg(sig.ret.type) if sig.ret is not None else None
+        self.emit("call", ("uni",) if uni else (), (), d, (tgt, *args), pred, **extra)
+        return d
+
+    # ------------------------------------------------------------------- structure
+
+    @contextlib.contextmanager
+    def when(self, p: Reg, negate: bool = False):
+        """Guard every instruction emitted inside with ``@p`` (or ``@!p``)."""
+        saved, self._guard = self._guard, (p, negate)
+        try:
+            yield
+        finally:
+            self._guard = saved
+
+    @contextlib.contextmanager
+    def if_(self, p: Reg, negate: bool = False):
+        """``if (p) { ... }``: a branch around the body."""
+        end = self.new_label("endif")
+        self.bra(end, pred=(p, not negate))
+        yield
+        self.place(end)
+
+    @contextlib.contextmanager
+    def loop(self):
+        """``loop { ... }``: the body repeats until ``break_if``; falls back to the top."""
+        lp = Loop(self, self.new_label("loop"), self.new_label("endloop"))
+        self.place(lp.start)
+        yield lp
+        self.bra(lp.start)
+        self.place(lp.end)
+
+    def global_index(self, dim: str = "x") -> Reg:
+        """ctaid * ntid + tid, as u32."""
+        return self.mad(self.special(f"ctaid.{dim}"), self.special(f"ntid.{dim}"),
+                        self.special(f"tid.{dim}"))
+
+    def element_addr(self, base: Reg, index: Reg, elem_bytes: int) -> Reg:
+        """base + index * elem_bytes as a u64 address (mul.wide then add)."""
+        off = self.mul(index, elem_bytes, mode="wide", type=U32 if index.type.bits == 32 else index.type)
+        return self.add(base, off, type=U64)
+
+
+__all__ = ["Builder", "Loop", "SPECIAL_REGS", "Module", "S32", "U32", "U64"]
