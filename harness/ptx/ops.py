@@ -314,7 +314,7 @@ def _atom(t, ins):
         t.set(ins.dst, old, ty)
 
 
-@op("fence", "membar")
+@op("fence")
 def _fence(t, ins):
     """fence.{acq_rel,sc}.{cta,gpu,sys}: the emulator is sequentially consistent."""
 
@@ -542,9 +542,9 @@ def _cp_commit(t, ins):
     t.cp_async_commit()
 
 
-@op("cp.async.wait_group", "cp.async.wait_all")
+@op("cp.async.wait_group")
 def _cp_wait(t, ins):
-    """cp.async.wait_group N: complete all but the newest N groups (wait_all: all)."""
+    """cp.async.wait_group N: complete all but the newest N groups."""
     keep = t.val(ins.srcs[0], TYPES["u32"]) if ins.srcs else 0
     t.cp_async_wait(keep)
 

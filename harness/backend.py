@@ -1,0 +1,165 @@
+"""One interface over the two places a builder module runs: the CPU emulator and a GPU.
+
+Workloads, self-tests and executors talk to a ``Backend``: copy inputs in, allocate poisoned
+outputs, launch a kernel of a ``Module``, read results back. Pointers are plain ints on both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.errors import PollbenchError
+from harness.ptx.ir import Module
+
+POISON = 0xCD  # outputs start as 0xCDCD...: an unwritten element never looks like a result
+
+
+@dataclass
+class Launch:
+    """What a backend reports about one launch."""
+
+    kernel: str
+    grid: tuple
+    block: tuple
+    time_ms: float | None = None  # GPU: event-timed; emulator: None (not a GPU timing)
+    instructions: int | None = None  # emulator: dynamic instructions, all threads
+    extra: dict = field(default_factory=dict)
+
+
+class Backend:
+    """Common interface; see ``EmuBackend`` and ``GpuBackend``."""
+
+    name = "abstract"
+
+    def load(self, module: Module) -> None:
+        raise NotImplementedError
+
+    def to_device(self, array: np.ndarray) -> int:
+        raise NotImplementedError
+
+    def alloc(self, nbytes: int) -> int:
+        """A poisoned buffer of ``nbytes``."""
+        raise NotImplementedError
+
+    def read(self, ptr: int, dtype, count: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def launch(self, kernel: str, grid, block, args=()) -> Launch:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class EmuBackend(Backend):
+    """The CPU emulator; one ``Emulator`` per loaded module, sharing nothing."""
+
+    name = "emu"
+
+    def __init__(self, policy: str = "round_robin", seed: int = 0, max_steps: int = 5_000_000):
+        from harness.emu import Emulator  # noqa: F401 (fail early if broken)
+
+        self.policy, self.seed, self.max_steps = policy, seed, max_steps
+        self.emu = None
+        self.last = None
+
+    def load(self, module: Module) -> None:
+        from harness.emu import Emulator
+
+        self.emu = Emulator(module, policy=self.policy, seed=self.seed, max_steps=self.max_steps)
+
+    def _need(self):
+        if self.emu is None:
+            raise PollbenchError("no module loaded on the emulator backend")
+        return self.emu
+
+    def to_device(self, array: np.ndarray) -> int:
+        return self._need().to_device(array)
+
+    def alloc(self, nbytes: int) -> int:
+        return self._need().alloc(nbytes)  # the emulator's heap is poisoned with 0xCD
+
+    def read(self, ptr: int, dtype, count: int) -> np.ndarray:
+        return self._need().read(ptr, dtype, count)
+
+    def launch(self, kernel: str, grid, block, args=()) -> Launch:
+        r = self._need().launch(kernel, grid, block, list(args))
+        self.last = r
+        return Launch(kernel, r.grid, r.block, None, int(r.per_thread.sum()),
+                      {"per_thread": r.per_thread, "regions": r.regions})
+
+
+class GpuBackend(Backend):
+    """A CUDA GPU through nvJitLink (harness.compile) and cuda-python (harness.gpu)."""
+
+    name = "gpu"
+
+    def __init__(self, device: int = 0, arch: str | None = None):
+        from harness.gpu import Runtime
+
+        self.rt = Runtime(device)
+        self.arch = arch or self.rt.arch
+        self.module = None
+        self.compiled = None
+        self._arrays = []
+
+    def load(self, module: Module) -> None:
+        from harness.compile import compile_ptx
+
+        module.arch = self.arch
+        self.compiled = compile_ptx(module.to_ptx(), self.arch)
+        self.module = self.rt.load(self.compiled.cubin)
+
+    def to_device(self, array: np.ndarray) -> int:
+        arr = self.rt.to_device(np.ascontiguousarray(array))
+        self._arrays.append(arr)
+        return arr.ptr
+
+    def alloc(self, nbytes: int) -> int:
+        arr = self.rt.alloc(max(1, nbytes))
+        arr.fill_bytes(POISON)
+        self._arrays.append(arr)
+        return arr.ptr
+
+    def _find(self, ptr: int):
+        for a in self._arrays:
+            if a.ptr <= ptr < a.ptr + a.nbytes:
+                return a
+        raise PollbenchError(f"{ptr:#x} is not a buffer of this backend")
+
+    def read(self, ptr: int, dtype, count: int) -> np.ndarray:
+        arr = self._find(ptr)
+        out = arr.to_host(np.uint8, (arr.nbytes,))
+        off = ptr - arr.ptr
+        n = np.dtype(dtype).itemsize * count
+        return out[off:off + n].view(dtype).copy()
+
+    def launch(self, kernel: str, grid, block, args=()) -> Launch:
+        k = self.module.kernel(kernel)
+        ms = self.rt.launch_timed(k, grid, block, *args)
+        return Launch(kernel, grid, block, ms)
+
+    def close(self) -> None:
+        self._arrays.clear()
+        self.rt.close()
+
+
+def make_backend(name: str | None, device: int = 0, **kw) -> Backend:
+    """``"gpu"``, ``"emu"``, or None for the GPU when one is present, else the emulator."""
+    if name is None:
+        from harness.gpu import gpu_available
+
+        name = "gpu" if gpu_available() else "emu"
+    if name == "emu":
+        return EmuBackend(**kw)
+    if name == "gpu":
+        return GpuBackend(device)
+    raise PollbenchError(f"unknown backend {name!r} (gpu or emu)")
