@@ -447,7 +447,7 @@ def case_collectives() -> list:
                             _vote_ref(mode)))
 
     def build_misc(m):
-        b, i, ins, outs = _kernel(m, "t_warp_misc", 0, 3)
+        b, i, ins, outs = _kernel(m, "t_warp_misc", 0, 4)
         _store(b, outs[0], i, b.activemask(), B32)
         b.bar_warp_sync()
         tid = b.special("tid.x")
@@ -464,6 +464,14 @@ def case_collectives() -> list:
                 src = b.sub(tid, 32)
                 v = b.ld("shared", b.add(b.mov(sm, type=U32), b.mul(src, 4)), U32)
                 _store(b, outs[1], i, v, U32)
+        # bar.red over the whole block: popc and and/or of a per-thread predicate
+        x3 = b.setp("eq", b.rem(tid, 3), 0)
+        cnt = b.bar_red("popc", x3)
+        anded = b.bar_red("and", x3)
+        ored = b.bar_red("or", x3)
+        b.add(cnt, b.add(b.selp(1000, 0, anded, type=U32), b.selp(2000, 0, ored, type=U32)),
+              dst=cnt)
+        _store(b, outs[3], i, cnt, U32)
         lanemask = b.special("lanemask_lt")
         _store(b, outs[2], i, b.popc(lanemask), U32)
         b.ret()
@@ -472,11 +480,12 @@ def case_collectives() -> list:
     def ref_misc():
         tid = np.tile(np.arange(128), 2)
         named = np.where((tid >= 32) & (tid < 64), (tid - 32) * 3, 0xCDCDCDCD).astype(np.uint32)
-        return [np.full(N, 0xFFFFFFFF, np.uint32), named, (tid % 32).astype(np.uint32)]
+        red = np.full(N, 43 + 2000, np.uint32)  # 43 of 0..127 are multiples of 3
+        return [np.full(N, 0xFFFFFFFF, np.uint32), named, (tid % 32).astype(np.uint32), red]
 
-    out.append(DiffCase("activemask+bar.warp.sync+bar.arrive/sync named", ("activemask", "bar"),
-                        build_misc, lambda rng: [],
-                        [Output("out0", "u4"), Output("out1", "u4"), Output("out2", "u4")],
+    out.append(DiffCase("activemask+bar.warp.sync+bar.arrive/sync named+bar.red",
+                        ("activemask", "bar", "bar.red"), build_misc, lambda rng: [],
+                        [Output(f"out{k}", "u4") for k in range(4)],
                         lambda: ref_misc()))
     return out
 

@@ -248,10 +248,15 @@ class Thread:
         self.emu.try_release_warp(self.warp, key, mask)
         return BLOCKED if self.status == "wait" else None
 
-    def wait_block(self, bar_id: int, count: int | None, arrive_only: bool = False):
-        """bar.sync / bar.arrive on one of the block's barriers."""
-        rv = self.block.barriers.setdefault(bar_id, {"arrived": 0, "waiting": [], "count": count})
+    def wait_block(self, bar_id: int, count: int | None, arrive_only: bool = False,
+                   vote=None):
+        """bar.sync / bar.arrive / bar.red on one of the block's barriers; ``vote`` is
+        (predicate, finish) for bar.red, finish(thread, all votes) writing the result."""
+        rv = self.block.barriers.setdefault(
+            bar_id, {"arrived": 0, "waiting": [], "count": count, "votes": []})
         rv["arrived"] += 1
+        if vote is not None:
+            rv["votes"].append((self, vote[0], vote[1]))
         if not arrive_only:
             rv["waiting"].append(self)
             self.status = "wait"
@@ -393,6 +398,9 @@ class Emulator:
         if rv["arrived"] < expected:
             return
         del block.barriers[bar_id]
+        votes = [v for _, v, _ in rv["votes"]]
+        for th, _, finish in rv["votes"]:
+            finish(th, votes)
         for th in rv["waiting"]:
             th.status = "run"
 

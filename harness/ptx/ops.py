@@ -419,6 +419,24 @@ def _bar(t, ins):
     return t.wait_block(bar_id, count, arrive_only="arrive" in ins.mods)
 
 
+def _spell_bar_red(ins, guard):
+    d, bar_id, p = ins.dst, ins.srcs[0], ins.srcs[1]
+    return f"{guard}{ins.opcode()} {d}, {bar_id}, {p};"
+
+
+@op("bar.red", spell=_spell_bar_red)
+def _bar_red(t, ins):
+    """bar.red.{popc.u32,and.pred,or.pred} d, id, p: a block barrier that also reduces p."""
+    kind = ins.mods[0]
+    bar_id = t.val(ins.srcs[0], TYPES["u32"])
+
+    def finish(th, votes):
+        r = {"popc": sum(votes), "and": all(votes), "or": any(votes)}[kind]
+        th.set(ins.dst, r, ins.dst.type)
+
+    return t.wait_block(bar_id, None, vote=(t.val(ins.srcs[1], PRED), finish))
+
+
 def shfl_source_lane(mode: str, lane: int, b: int, c: int) -> tuple[int, bool]:
     """The PTX ISA's shfl.sync lane arithmetic: (source lane, in-range predicate)."""
     bval, cval, segmask = b & 0x1F, c & 0x1F, (c >> 8) & 0x1F

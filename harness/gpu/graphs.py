@@ -1,0 +1,164 @@
+"""CUDA graphs by stream capture (cuda.core ``GraphBuilder``), including WHILE loops.
+
+``capture_graph(rt, fn)``: every :meth:`Runtime.launch` made inside ``fn()`` is
+recorded into a graph instead of running.  ``while_graph(rt, body_fn)``: the
+launches made inside ``body_fn(handle)`` become the body of a WHILE conditional
+node; a body kernel ends the loop with ``cudaGraphSetConditional(handle, 0)``
+(declared in PTX as ``.extern .func cudaGraphSetConditional(.param .b64, .param .b32)``,
+the handle passed as a plain u64 kernel argument).
+
+With cuda.core 1.2 the sequence is::
+
+    gb = stream.create_graph_builder().begin_building()
+    cond = gb.create_condition(default_value=1)   # reset to 1 at every launch
+    body = gb.while_loop(cond)                    # adds the node, returns a builder
+    body.begin_building(); launch(body, ...); body.end_building()
+    graph = gb.end_building().complete()
+
+Captured launches reference device memory without owning it; an
+:class:`ExecGraph` keeps the captured DeviceArrays and kernels alive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from harness.gpu.errors import GpuError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.gpu.runtime import Runtime
+
+__all__ = ["ExecGraph", "capture_graph", "while_graph"]
+
+
+class ExecGraph:
+    """An executable (instantiated and uploaded) graph; launch it with ``rt.launch_graph(g)``."""
+
+    def __init__(self, graph: Any, keepalive: list[Any], kind: str, nodes: int) -> None:
+        #: the cuda.core ``Graph``
+        self.graph = graph
+        self.kind = kind
+        #: kernel launches recorded (in the WHILE body, for a while graph)
+        self.nodes = nodes
+        self._keepalive = keepalive
+
+    def __repr__(self) -> str:
+        return f"ExecGraph({self.kind}, {self.nodes} launch(es))"
+
+    def launch(self, stream: Any, rt: Runtime | None = None) -> None:
+        """Launch on a cuda.core stream (prefer ``rt.launch_graph``)."""
+        from harness.gpu.runtime import _CoreErrors
+
+        if self.graph is None:
+            raise GpuError("launch of a closed graph")
+        with _CoreErrors(rt, f"launching a {self.kind} graph"):
+            self.graph.launch(stream)
+
+    def close(self) -> None:
+        """Destroy the executable graph and drop what it kept alive."""
+        g, self.graph = self.graph, None
+        self._keepalive = []
+        if g is not None:
+            g.close()
+
+
+def _capture_stream(rt: Runtime) -> Any:
+    if rt._capture_stream is None:
+        rt._capture_stream = rt.core_device.create_stream()
+    return rt._capture_stream
+
+
+def _abandon(*builders: Any) -> None:
+    for b in builders:
+        if b is None:
+            continue
+        try:
+            b.close()  # ends a capture still in progress
+        except Exception:
+            pass
+
+
+def _finish(rt: Runtime, gb: Any, keep: list[Any], kind: str, nodes: int) -> ExecGraph:
+    from harness.gpu.runtime import _CoreErrors
+
+    with _CoreErrors(rt, f"instantiating the {kind} graph"):
+        gb.end_building()
+        graph = gb.complete()
+        graph.upload(rt.stream)
+    _abandon(gb)
+    eg = ExecGraph(graph, keep, kind, nodes)
+    rt._graphs.add(eg)
+    return eg
+
+
+def _count(keep: list[Any]) -> int:
+    from harness.gpu.runtime import KernelHandle
+
+    return sum(1 for k in keep if isinstance(k, KernelHandle))
+
+
+def capture_graph(rt: Runtime, fn: Callable[[], Any]) -> ExecGraph:
+    """Record the launches ``fn()`` makes through ``rt.launch`` into an executable graph."""
+    from harness.gpu.runtime import _CoreErrors
+
+    rt._check_open()
+    if rt.capturing:
+        raise GpuError("graphs cannot be captured inside another capture")
+    keep: list[Any] = []
+    with _CoreErrors(rt, "starting graph capture"):
+        gb = _capture_stream(rt).create_graph_builder()
+        gb.begin_building()
+    rt._capture.append((gb, keep))
+    try:
+        fn()
+    except BaseException:
+        rt._capture.pop()
+        _abandon(gb)
+        raise
+    rt._capture.pop()
+    nodes = _count(keep)
+    if nodes == 0:
+        _abandon(gb)
+        raise GpuError("capture_graph: the function launched no kernel")
+    return _finish(rt, gb, keep, "captured", nodes)
+
+
+def while_graph(rt: Runtime, body_fn: Callable[[int], Any], *, default: int = 1) -> ExecGraph:
+    """A graph holding one WHILE node whose body is what ``body_fn(handle)`` launches.
+
+    ``handle`` is the conditional handle as an int (pass it to the kernel as a u64).
+    """
+    from harness.gpu.runtime import _CoreErrors
+
+    rt._check_open()
+    if rt.capturing:
+        raise GpuError("graphs cannot be captured inside another capture")
+    keep: list[Any] = []
+    body = None
+    with _CoreErrors(rt, "starting graph capture"):
+        gb = _capture_stream(rt).create_graph_builder()
+        gb.begin_building()
+    try:
+        with _CoreErrors(rt, "creating the WHILE conditional node (needs driver >= 12.3)"):
+            cond = gb.create_condition(default_value=int(default))
+            body = gb.while_loop(cond)
+            body.begin_building()
+            handle = int(cond.handle)
+        keep.append(cond)
+        rt._capture.append((body, keep))
+        try:
+            body_fn(handle)
+        finally:
+            rt._capture.pop()
+        nodes = _count(keep)
+        if nodes == 0:
+            raise GpuError("while_graph: the body launched no kernel")
+        with _CoreErrors(rt, "ending the WHILE body capture"):
+            body.end_building()
+    except BaseException:
+        _abandon(body, gb)
+        raise
+    eg = _finish(rt, gb, keep, "while", nodes)
+    keep.append(body)  # the body builder's graph belongs to the parent; keep the view alive anyway
+    return eg
