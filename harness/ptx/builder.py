@@ -37,6 +37,11 @@ def _t(spec) -> PtxType:
     return TYPES[spec] if isinstance(spec, str) else spec
 
 
+def _half_as_bits(t: PtxType) -> PtxType:
+    # ld/st have no .f16/.bf16 forms: half-precision values move as .b16
+    return TYPES["b16"] if t.name in ("f16", "bf16") else t
+
+
 @dataclass
 class Loop:
     """Labels of a structured loop: ``start`` (re-test) and ``end`` (after the loop)."""
@@ -148,6 +153,8 @@ class Builder:
         t = _t(type) if type else self.infer(a, b)
         if op in _BITS_ONLY and t.kind in "us":
             t = same_size_int(t, "b")  # and/or/xor/shl take only .bN (or .pred)
+        elif op not in _BITS_ONLY and t.kind == "b":
+            t = same_size_int(t, "u")  # arithmetic has no .bN forms
         if t.is_float and op in ("add", "sub", "mul", "div") and not mods:
             mods = ("rn",)  # explicit rounding: ptxas must not contract add/mul into fma
         d = self._dst(dst, t)
@@ -190,6 +197,7 @@ class Builder:
     def mul(self, a, b, mode: str = "lo", type=None, dst=None, pred=None) -> Reg:
         """mul.lo/.hi/.wide for ints (wide doubles the width), mul.rn for floats."""
         t = _t(type) if type else self.infer(a, b)
+        t = same_size_int(t, "u") if t.kind == "b" else t
         mods = ("rn",) if t.is_float else (mode,)
         dt = TYPES[f"{t.kind}{t.bits * 2}"] if mode == "wide" and not t.is_float else t
         d = self._dst(dst, dt)
@@ -199,6 +207,7 @@ class Builder:
     def mad(self, a, b, c, mode: str = "lo", type=None, dst=None, pred=None) -> Reg:
         """mad.lo/.hi/.wide for ints; for floats this is fma.rn."""
         t = _t(type) if type else self.infer(a, b, c)
+        t = same_size_int(t, "u") if t.kind == "b" else t
         if t.is_float:
             return self.fma(a, b, c, type=t, dst=dst, pred=pred)
         dt = TYPES[f"{t.kind}{t.bits * 2}"] if mode == "wide" else t
@@ -312,7 +321,7 @@ class Builder:
     def ld(self, space: str, addr, type, sem=None, scope=None, vec: int = 1, dst=None,
            pred=None):
         """ld.space{.sem.scope}{.vN}.type; returns the register (or a tuple for vectors)."""
-        t = _t(type)
+        t = _half_as_bits(_t(type))
         mods = self._mem_mods(space, sem, scope, vec)
         if vec > 1:
             regs = tuple(self.reg(t) for _ in range(vec))
@@ -325,7 +334,7 @@ class Builder:
     def st(self, space: str, addr, value, type=None, sem=None, scope=None, pred=None) -> None:
         """st.space{.sem.scope}{.vN}.type [addr], value (a tuple of registers for vectors)."""
         vec = len(value) if isinstance(value, tuple) else 1
-        t = _t(type) if type else self.infer(*(value if vec > 1 else (value,)))
+        t = _half_as_bits(_t(type) if type else self.infer(*(value if vec > 1 else (value,))))
         mods = self._mem_mods(space, sem, scope, vec)
         val = Vec(tuple(value)) if vec > 1 else value
         self.emit("st", mods, (t,), None, (self._addr(addr), val), pred)
