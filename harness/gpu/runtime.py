@@ -593,6 +593,10 @@ class Runtime:
         self.check_stream(f"after timing kernel {kernel.name!r}")
         return ms / repeat
 
+    def launch_timed(self, kernel: KernelHandle, grid: Dim, block: Dim, *args: Any, shared: int = 0) -> float:
+        """Launch ``kernel`` once between two timing events, wait for it, return its milliseconds."""
+        return self.time_launch(kernel, grid, block, *args, shared=shared, repeat=1)
+
     def time_graph(self, graph: ExecGraph, repeat: int = 1) -> float:
         """Launch ``graph`` ``repeat`` times between two events; return the mean milliseconds per launch."""
         repeat = max(1, int(repeat))
