@@ -1,0 +1,18 @@
+"""Device executors, registered by name (DESIGN §5)."""
+
+from executors.base import DISPATCH_MODES, Executor, ExecutorKernel
+from executors.block_on import BlockOn
+from harness.errors import PollbenchError
+
+EXECUTORS: dict = {e.name: e for e in (BlockOn(),)}
+
+
+def get_executor(name: str) -> Executor:
+    """The executor called ``name``, or a one-line error listing the known ones."""
+    try:
+        return EXECUTORS[name]
+    except KeyError:
+        raise PollbenchError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})") from None
+
+
+__all__ = ["EXECUTORS", "DISPATCH_MODES", "Executor", "ExecutorKernel", "get_executor"]

@@ -1,0 +1,18 @@
+"""Workloads, registered by name (DESIGN §6)."""
+
+from harness.errors import PollbenchError
+from workloads.base import Workload
+from workloads.seed_demo import SeedDemoWorkload
+
+WORKLOADS: dict = {w.name: w for w in (SeedDemoWorkload(),)}
+
+
+def get_workload(name: str) -> Workload:
+    """The workload called ``name``, or a one-line error listing the known ones."""
+    try:
+        return WORKLOADS[name]
+    except KeyError:
+        raise PollbenchError(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})") from None
+
+
+__all__ = ["WORKLOADS", "Workload", "get_workload"]

@@ -1,0 +1,319 @@
+"""Rust's Future/poll model lowered to PTX state machines (DESIGN §4).
+
+A ``FutureDef`` is a future *type*: it owns a frame layout and emits one
+``.func (.param .b32 ret) poll_<name>(.param .b64 frame, .param .b32 task, .param .b64 exec)``
+returning ``READY`` or ``PENDING``. Frames live in global memory:
+
+    offset 0   u32  resume   state index; 0 = not yet polled
+    offset 8   u64  output   the value once Ready
+    offset 16  ...  args     written by whoever creates the future
+    ...        ...  locals   values that live across an await (declared)
+    ...        ...  children one region shared by the children of different await points
+
+The waker is ``(task, exec)``: futures never know their executor; they call the ``wake``
+function each executor supplies (``wake_by_ref`` of the current task is the common case).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.errors import PollbenchError
+from harness.ptx import Builder, Module, Reg
+from harness.ptx.types import U32, U64, PtxType
+
+PENDING, READY = 0, 1
+RESUME, OUTPUT, ARGS = 0, 8, 16
+POLL_PARAMS = (("frame", U64), ("task", U32), ("exec", U64))
+
+
+class FutureBuildError(PollbenchError):
+    """An async fn that cannot be lowered (e.g. a register live across an await)."""
+
+
+def _align(n: int, a: int) -> int:
+    return -(-n // a) * a
+
+
+@dataclass
+class FutureDef:
+    """A future type: its arguments, output, frame size and poll function."""
+
+    name: str
+    params: tuple = ()  # (name, PtxType)
+    output: PtxType | None = None
+    locals_: dict = field(default_factory=dict)  # name -> (offset, type)
+    child_region: int = 0  # offset of the shared children region
+    frame_size: int = 0
+    states: int = 1
+    children: list = field(default_factory=list)  # FutureDefs awaited
+
+    @property
+    def poll_name(self) -> str:
+        return f"poll_{self.name}"
+
+    def arg_offset(self, name: str) -> int:
+        off = ARGS
+        for pname, t in self.params:
+            if pname == name:
+                return off
+            off += 8
+        raise FutureBuildError(f"{self.name} has no argument {name!r}")
+
+    def __call__(self, *args) -> "FutureCall":
+        if len(args) != len(self.params):
+            raise FutureBuildError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
+        return FutureCall(self, tuple(args))
+
+    def emit(self, module: Module) -> None:
+        """Add this future's poll function (and its children's) to ``module`` once."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FutureCall:
+    """A future value: a type applied to arguments (what ``.await`` consumes)."""
+
+    fut: FutureDef
+    args: tuple
+
+
+def wake_decl(module: Module) -> None:
+    """Every module with futures has the executor-supplied ``wake(task, exec)``."""
+    if "wake" not in module.functions:
+        raise FutureBuildError("the executor must define wake(task, exec) before futures are emitted")
+
+
+# ------------------------------------------------------------------- the DSL builder
+
+
+class FnBuilder(Builder):
+    """The builder an async fn body is written with: a ``Builder`` plus ``await_``,
+    declared frame locals, and a check that no register lives across an await."""
+
+    def __init__(self, module: Module, fut: FutureDef, fn):
+        super().__init__(module, fn)
+        self.fut = fut
+        self.segment = 0
+        self._def_segment: dict[str, int] = {}
+        self._global_regs: set[str] = set()
+        self.frame = self._global(self.param("frame"))
+        self.task = self._global(self.param("task"))
+        self.exec = self._global(self.param("exec"))
+        self.state_labels: list = []
+        self._child_bytes = 0
+        self._local_off = ARGS + 8 * len(fut.params)
+        self._children_at: int | None = None
+
+    def _global(self, r: Reg) -> Reg:
+        self._global_regs.add(r.name)
+        return r
+
+    # The lowering check: every register use must be in the segment that defined it.
+    def emit(self, op, mods=(), types=(), dst=None, srcs=(), pred=None, **extra):
+        used = [s for s in srcs if isinstance(s, Reg)]
+        used += [s.base for s in srcs if hasattr(s, "base") and isinstance(s.base, Reg)]
+        used += [r for s in srcs if hasattr(s, "regs") for r in s.regs]
+        guard = pred or self._guard
+        if guard is not None:
+            used.append(guard[0])
+        for r in used:
+            seg = self._def_segment.get(r.name)
+            if r.name in self._global_regs or seg is None or seg == self.segment:
+                continue
+            raise FutureBuildError(
+                f"in async fn {self.fut.name}: register %{r.name} is live across an await "
+                f"(defined before await #{seg + 1 if seg < self.segment else seg}, used after); "
+                f"keep it in a frame local (f.local / f.set / f.get)")
+        ins = super().emit(op, mods, types, dst, srcs, pred, **extra)
+        for d in (dst.regs if hasattr(dst, "regs") else (dst,) if dst is not None else ()):
+            self._def_segment[d.name] = self.segment
+        return ins
+
+    # ---------------------------------------------------------------- frame access
+
+    def arg(self, name: str) -> Reg:
+        """Load argument ``name`` from the frame (valid in any state)."""
+        t = dict(self.fut.params)[name]
+        return self.ld("global", self._frame_addr(self.fut.arg_offset(name)), t)
+
+    def local(self, name: str, t: PtxType) -> None:
+        """Declare a frame-resident local: a value that may live across awaits."""
+        if name in self.fut.locals_:
+            raise FutureBuildError(f"local {name!r} declared twice in {self.fut.name}")
+        if self._children_at is not None:
+            raise FutureBuildError(f"in {self.fut.name}: declare local {name!r} before the "
+                                   f"first await (the children region follows the locals)")
+        size = max(8, t.nbytes)
+        self._local_off = _align(self._local_off, 8)
+        self.fut.locals_[name] = (self._local_off, t)
+        self._local_off += size
+
+    def set(self, name: str, value) -> None:
+        off, t = self._slot(name)
+        self.st("global", self._frame_addr(off), value, type=t)
+
+    def get(self, name: str) -> Reg:
+        off, t = self._slot(name)
+        return self.ld("global", self._frame_addr(off), t)
+
+    def _slot(self, name):
+        try:
+            return self.fut.locals_[name]
+        except KeyError:
+            raise FutureBuildError(f"{self.fut.name} has no local {name!r}; declare it with "
+                                   f"f.local(name, type)") from None
+
+    def _frame_addr(self, off: int) -> Reg:
+        return self.add(self.frame, off, type=U64) if off else self.frame
+
+    # ---------------------------------------------------------------- await
+
+    def child_frame(self, offset_in_region: int = 0) -> Reg:
+        """Address of a child frame inside this frame's children region (after the locals;
+        children of different await points share it, as rustc's layout does)."""
+        if self._children_at is None:
+            self._children_at = _align(self._local_off, 16)
+        return self.add(self.frame, self._children_at + offset_in_region, type=U64)
+
+    def reserve_children(self, nbytes: int) -> None:
+        self._child_bytes = max(self._child_bytes, nbytes)
+
+    def start(self, call: FutureCall, child: Reg) -> None:
+        """Initialise a child future's frame: its arguments, and resume = 0."""
+        fut = call.fut
+        for (pname, t), a in zip(fut.params, call.args):
+            self.st("global", self.add(child, fut.arg_offset(pname), type=U64), a, type=t)
+        self.st("global", child, self.mov(0, type=U32))
+        if fut not in self.fut.children:
+            self.fut.children.append(fut)
+
+    def poll_child(self, fut: FutureDef, child: Reg) -> Reg:
+        """Call the child's poll function; returns the status register."""
+        return self.call(fut.poll_name, [child, self.task, self.exec])
+
+    def new_state(self) -> None:
+        """Split here: set resume to the next state and open a new segment."""
+        label = self.new_label(f"state{len(self.state_labels)}")
+        self.state_labels.append(label)
+        self.st("global", self.frame, self.mov(len(self.state_labels), type=U32))
+        self.segment += 1
+        self.place(label)
+
+    def return_pending_if(self, status: Reg) -> None:
+        pending = self.setp("eq", status, PENDING)
+        with self.when(pending):
+            self.ret(self.mov(PENDING, type=U32))
+
+    def await_(self, call: FutureCall) -> Reg | None:
+        """``call.await``: start the child, then poll it until Ready, returning Pending to
+        our own poller meanwhile. Returns the child's output register (or None)."""
+        fut = call.fut
+        fut.emit(self.module)
+        self.reserve_children(fut.frame_size)
+        self.start(call, self.child_frame())
+        self.new_state()
+        child = self.child_frame()
+        self.return_pending_if(self.poll_child(fut, child))
+        if fut.output is None:
+            return None
+        return self.ld("global", self.add(child, OUTPUT, type=U64), fut.output)
+
+    def join(self, *calls: FutureCall) -> list:
+        """``join!(a, b, ...)``: poll every unfinished child each time; Ready when all are.
+        The children get their own frames (and a done mask) in the children region."""
+        offsets, off = [], 16
+        for c in calls:
+            c.fut.emit(self.module)
+            offsets.append(off)
+            off += _align(c.fut.frame_size, 16)
+        self.reserve_children(off)
+        for c, o in zip(calls, offsets):
+            self.start(c, self.child_frame(o))
+        self.st("global", self.child_frame(), self.mov(0, type=U32))
+        self.new_state()
+        mask = self.ld("global", self.child_frame(), U32)
+        for i, (c, o) in enumerate(zip(calls, offsets)):
+            unfinished = self.setp("eq", self.and_(mask, 1 << i, type=U32), 0)
+            with self.if_(unfinished):
+                ready = self.setp("eq", self.poll_child(c.fut, self.child_frame(o)), READY)
+                with self.when(ready):
+                    self.or_(mask, 1 << i, type=U32, dst=mask)
+        self.st("global", self.child_frame(), mask)
+        all_done = self.setp("eq", mask, (1 << len(calls)) - 1, type=U32)
+        with self.when(all_done, negate=True):
+            self.ret(self.mov(PENDING, type=U32))
+        return [self.ld("global", self.add(self.child_frame(o), OUTPUT, type=U64), c.fut.output)
+                if c.fut.output is not None else None for c, o in zip(calls, offsets)]
+
+    def select(self, *calls: FutureCall) -> tuple:
+        """``select_biased!(a, b, ...)``: poll the children in order; the first Ready wins and
+        the others are dropped (never polled again). Returns (index, winner's output)."""
+        offsets, off = [], 0
+        out_t = calls[0].fut.output
+        for c in calls:
+            c.fut.emit(self.module)
+            if c.fut.output != out_t:
+                raise FutureBuildError("select needs children with one output type")
+            offsets.append(off)
+            off += _align(c.fut.frame_size, 16)
+        self.reserve_children(off)
+        for c, o in zip(calls, offsets):
+            self.start(c, self.child_frame(o))
+        self.new_state()
+        index = self.reg(U32)
+        value = self.reg(out_t) if out_t is not None else None
+        done = self.new_label("selected")
+        for i, (c, o) in enumerate(zip(calls, offsets)):
+            child = self.child_frame(o)
+            ready = self.setp("eq", self.poll_child(c.fut, child), READY)
+            with self.when(ready):
+                self.mov(i, type=U32, dst=index)
+                if value is not None:
+                    self.ld("global", self.add(child, OUTPUT, type=U64), out_t, dst=value)
+                self.bra(done)
+        self.pending()
+        self.place(done)
+        return index, value
+
+    def suspend(self) -> None:
+        """Return Pending once, having woken ourselves (``yield_now``'s body)."""
+        label = self.new_label(f"state{len(self.state_labels)}")
+        self.state_labels.append(label)
+        self.st("global", self.frame, self.mov(len(self.state_labels), type=U32))
+        self.wake_self()
+        self.pending()
+        self.segment += 1
+        self.place(label)
+
+    def wake_self(self) -> None:
+        """``cx.waker().wake_by_ref()``."""
+        self.call("wake", [self.task, self.exec])
+
+    def ready(self, value=None) -> None:
+        """Store the output (if any) and return READY."""
+        if value is not None:
+            self.st("global", self.add(self.frame, OUTPUT, type=U64), value, type=self.fut.output)
+        self.ret(self.mov(READY, type=U32))
+
+    def pending(self) -> None:
+        self.ret(self.mov(PENDING, type=U32))
+
+
+def build_poll(module: Module, fut: FutureDef, body) -> None:
+    """Emit ``poll_<fut>`` with ``body(f)`` as its code; resolves the frame layout."""
+    if fut.poll_name in module.functions:
+        return
+    fut.locals_, fut.children = {}, []  # the layout is rebuilt for each module
+    fn = Builder.func(module, fut.poll_name, POLL_PARAMS, ret=U32).fn
+    f = FnBuilder(module, fut, fn)
+    resume = f._global(f.ld("global", f.frame, U32))
+    start = f.new_label("start")
+    dispatch = f.emit("brx.idx", (), (), None, (resume,), targets=[start], table="$T_resume")
+    f.place(start)
+    body(f)
+    f.pending()  # falling off the end of a body is a bug in the body: never Ready
+    dispatch.extra["targets"] = [start] + f.state_labels
+    fut.states = 1 + len(f.state_labels)
+    fut.child_region = f._children_at if f._children_at is not None else _align(f._local_off, 16)
+    fut.frame_size = _align(fut.child_region + f._child_bytes, 16)
