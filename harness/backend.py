@@ -46,8 +46,17 @@ class Backend:
     def read(self, ptr: int, dtype, count: int) -> np.ndarray:
         raise NotImplementedError
 
-    def launch(self, kernel: str, grid, block, args=()) -> Launch:
+    def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
+        """Run ``kernel``; ``checked`` runs it under the watchdog (a hang is an error)."""
         raise NotImplementedError
+
+    def stop_ptr(self) -> int:
+        """Device address of the u32 stop flag executor kernels poll (0 = keep going)."""
+        raise NotImplementedError
+
+    def kernel_registers(self, kernel: str) -> int | None:
+        """Registers per thread as the driver reports them (None without a GPU)."""
+        return None
 
     def close(self) -> None:
         pass
@@ -90,7 +99,11 @@ class EmuBackend(Backend):
     def read(self, ptr: int, dtype, count: int) -> np.ndarray:
         return self._need().read(ptr, dtype, count)
 
-    def launch(self, kernel: str, grid, block, args=()) -> Launch:
+    def stop_ptr(self) -> int:
+        # nothing sets it: the emulator's own step budget is its watchdog
+        return self.to_device(np.zeros(1, np.uint32))
+
+    def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
         r = self._need().launch(kernel, grid, block, list(args))
         self.last = r
         return Launch(kernel, r.grid, r.block, None, int(r.per_thread.sum()),
@@ -102,9 +115,10 @@ class GpuBackend(Backend):
 
     name = "gpu"
 
-    def __init__(self, device: int = 0, arch: str | None = None):
+    def __init__(self, device: int = 0, arch: str | None = None, timeout_s: float = 30.0):
         from harness.gpu import Runtime
 
+        self.timeout_s = timeout_s
         self.rt = Runtime(device)
         self.arch = arch or self.rt.arch
         self.module = None
@@ -142,10 +156,22 @@ class GpuBackend(Backend):
         n = np.dtype(dtype).itemsize * count
         return out[off:off + n].view(dtype).copy()
 
-    def launch(self, kernel: str, grid, block, args=()) -> Launch:
+    def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
         k = self.module.kernel(kernel)
+        if checked:
+            outcome = self.rt.run_with_watchdog(k, grid, block, *args, timeout_s=self.timeout_s)
+            if outcome != "ok":
+                raise PollbenchError(f"{kernel} did not finish within {self.timeout_s:g} s "
+                                     f"and was stopped through its stop flag")
+            return Launch(kernel, grid, block)
         ms = self.rt.launch_timed(k, grid, block, *args)
         return Launch(kernel, grid, block, ms)
+
+    def stop_ptr(self) -> int:
+        return self.rt.stop_flag.ptr
+
+    def kernel_registers(self, kernel: str) -> int | None:
+        return self.module.kernel(kernel).num_regs
 
     def close(self) -> None:
         self._arrays.clear()

@@ -757,3 +757,36 @@ def compare(case: DiffCase, got: list, want: list) -> str | None:
             k = bad[0]
             return f"{o.name}[{k}]: got {g[k]!r}, expected {w[k]!r} ({bad.size} of {g.size} differ)"
     return None
+
+
+def check_case(case: DiffCase, backend: Backend, seed: int, against_emulator: bool) -> tuple:
+    """Run one case; returns (verdict, CaseRun). The verdict is "pass" or why not.
+    On a GPU, ``against_emulator`` also runs the emulator on the same inputs and demands
+    identical bits for every output that is compared by value."""
+    from harness.backend import EmuBackend
+
+    run = run_case(case, backend, seed)
+    if "traps" in case.tags:
+        if run.error and "trap" in run.error.lower() or (run.error and backend.name == "gpu"):
+            return "pass", run
+        return f"expected the launch to fail with a trap, got {run.error or 'success'}", run
+    if run.error:
+        return run.error, run
+    want = expected(case, run)
+    if want is not None:
+        why = compare(case, run.outputs, want)
+        if why:
+            return f"vs numpy: {why}", run
+    if against_emulator:
+        emu = run_case(case, EmuBackend(), seed)
+        if emu.error:
+            return f"emulator: {emu.error}", run
+        mask = [None if o.check else e for o, e in zip(case.outputs, emu.outputs)]
+        why = compare(case, run.outputs, mask)
+        if why:
+            return f"vs emulator: {why}", run
+    else:
+        why = compare(case, run.outputs, [None] * len(case.outputs))
+        if why:
+            return why, run
+    return "pass", run

@@ -28,6 +28,7 @@ class Resources:
     barriers: int | None
     const0: int | None = None
     local: int | None = None
+    own_registers: int | None = None  # the entry alone, without the .funcs it calls
 
 
 _PTXAS_COMPILING = re.compile(r"^ptxas info\s*: Compiling (entry )?function '([^']+)'")
@@ -39,6 +40,7 @@ _JL_PROPS = re.compile(r"^info\s*: Function properties for '([^']+)':")
 _JL_USED = re.compile(r"^info\s*: used (\d+) registers(.*)$")
 _BARRIERS = re.compile(r"used (\d+) barriers")
 _BYTES = re.compile(r"(\d+) bytes (smem|lmem|cmem\[0\])")
+_STACK = re.compile(r"(\d+) stack")
 
 
 def _fields(tail: str) -> dict[str, int]:
@@ -46,6 +48,9 @@ def _fields(tail: str) -> dict[str, int]:
     m = _BARRIERS.search(tail)
     if m:
         out["barriers"] = int(m.group(1))
+    m = _STACK.search(tail)
+    if m:
+        out["stack"] = int(m.group(1))
     return out
 
 
@@ -92,17 +97,26 @@ def parse_ptxas_log(log: str) -> dict[str, Resources]:
         # Without a "Compiling entry function" line it is a .func: nvJitLink's ptxas
         # prints "Function properties for f" but no "Compiling function 'f'" for those.
         kind = "entry" if name in entries or (name not in funcs and "registers" in r) else "func"
-        registers = r.get("registers", j.get("registers") if kind == "entry" else None)
+        # An entry that calls .funcs (not inlined: the ABI call survives) needs registers and
+        # stack for its whole call graph; ptxas's line counts the entry alone, nvJitLink's
+        # closing summary counts all of it and is what the driver reports (NUM_REGS).
+        own = r.get("registers")
+        registers = own
+        stack = r.get("stack_frame", 0)
+        if kind == "entry" and "registers" in j:
+            registers = max(j["registers"], own or 0)
+            stack = max(stack, j.get("stack", 0))
         out[name] = Resources(
             name=name,
             kind=kind,
             registers=registers,
             spill_stores=r.get("spill_stores", 0),
             spill_loads=r.get("spill_loads", 0),
-            stack_frame=r.get("stack_frame", 0),
+            stack_frame=stack,
             shared_static=r.get("smem", 0),
             barriers=r.get("barriers", 0 if kind == "entry" else None),
             const0=r.get("cmem[0]", j.get("cmem[0]")),
             local=r.get("lmem", j.get("lmem")),
+            own_registers=own if kind == "entry" else None,
         )
     return out

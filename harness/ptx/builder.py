@@ -226,6 +226,8 @@ class Builder:
         t = _t(type) if type else self.infer(a)
         if op in _BITS_ONLY and t.kind in "us":
             t = same_size_int(t, "b")
+        elif op in ("neg", "abs") and t.kind == "b":
+            t = same_size_int(t, "s")  # neg/abs have only .sN forms for integers
         d = self._dst(dst, U32 if op in ("popc", "clz") else t)
         self.emit(op, mods, (t,), d, (a,), pred)
         return d
@@ -254,6 +256,8 @@ class Builder:
     def setp(self, cmp: str, a, b, type=None, dst=None, pred=None) -> Reg:
         """setp.<cmp>.<type> -> a new predicate register."""
         t = _t(type) if type else self.infer(a, b)
+        if t.kind == "b" and cmp not in ("eq", "ne"):
+            t = same_size_int(t, "u")  # .bN compares only eq/ne
         d = self._dst(dst, PRED)
         self.emit("setp", (cmp,), (t,), d, (a, b), pred)
         return d
@@ -283,6 +287,8 @@ class Builder:
     def cvt(self, src, to, rnd: str | None = None, type=None, dst=None, pred=None) -> Reg:
         """cvt.<rnd>.to.from; float->int defaults to .rzi, to-float to .rn where needed."""
         to, frm = _t(to), (_t(type) if type else self.infer(src))
+        if frm.kind == "b":
+            frm = same_size_int(frm, "u")  # cvt has no .bN forms
         if rnd is None:
             if to.is_int and frm.is_float:
                 rnd = "rzi"
@@ -321,13 +327,14 @@ class Builder:
     def ld(self, space: str, addr, type, sem=None, scope=None, vec: int = 1, dst=None,
            pred=None):
         """ld.space{.sem.scope}{.vN}.type; returns the register (or a tuple for vectors)."""
-        t = _half_as_bits(_t(type))
+        rt = _t(type)  # the register keeps the value's type (bf16 is declared .b16)
+        t = _half_as_bits(rt)
         mods = self._mem_mods(space, sem, scope, vec)
         if vec > 1:
-            regs = tuple(self.reg(t) for _ in range(vec))
+            regs = tuple(self.reg(rt) for _ in range(vec))
             self.emit("ld", mods, (t,), Vec(regs), (self._addr(addr),), pred)
             return regs
-        d = self._dst(dst, t)
+        d = self._dst(dst, rt)
         self.emit("ld", mods, (t,), d, (self._addr(addr),), pred)
         return d
 
@@ -500,6 +507,9 @@ class Builder:
             tgt = Sym(name)
         if len(args) != len(sig.params):
             raise PtxBuildError(f"{sig.name} takes {len(sig.params)} arguments, got {len(args)}")
+        # immediates take their parameter's type
+        args = [Imm(a, p.type) if isinstance(a, (int, float)) and not isinstance(a, bool) else a
+                for a, p in zip(args, sig.params)]
         d = self.reg(sig.ret.type) if sig.ret is not None else None
         self.emit("call", ("uni",) if uni else (), (), d, (tgt, *args), pred, **extra)
         return d

@@ -86,7 +86,7 @@ class Mem:
 
     def __str__(self) -> str:
         if self.offset:
-            return f"[{self.base}{self.offset:+d}]"
+            return f"[{self.base}+{self.offset}]"  # PTX spells a negative offset [%rd1+-8]
         return f"[{self.base}]"
 
 

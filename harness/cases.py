@@ -1,0 +1,133 @@
+"""One case = one executor x workload x dispatch x granularity, built, checked against
+numpy, timed against the workload's baseline kernel, on one backend."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from executors import get_executor
+from harness.backend import Backend
+from harness.errors import PollbenchError
+from harness.ptx import Module
+from workloads import get_workload
+
+
+@dataclass
+class CaseSpec:
+    executor: str
+    workload: str
+    dispatch: str = "direct"
+    granularity: str = "thread"
+    ntasks: int = 1 << 20
+    block: int = 128
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.executor}/{self.workload}/{self.dispatch}/{self.granularity}"
+
+
+@dataclass
+class CaseResult:
+    spec: CaseSpec
+    backend: str
+    check: str  # "pass" or why it failed
+    baseline_check: str | None = None
+    time_ms: float | None = None
+    baseline_ms: float | None = None
+    samples: int = 0
+    registers: int | None = None
+    baseline_registers: int | None = None
+    spills: int | None = None
+    stack_frame: int | None = None
+    frame_bytes: int | None = None
+    instructions_per_task: float | None = None
+    baseline_instructions_per_task: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.check == "pass" and self.baseline_check in (None, "pass")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["spec"] = asdict(self.spec)
+        return d
+
+
+def build_case(spec: CaseSpec, arch: str = "sm_90"):
+    """The module for a case: the executor's kernel and the workload's baseline."""
+    ex, wl = get_executor(spec.executor), get_workload(spec.workload)
+    m = Module(arch=arch)
+    kernel = ex.build(m, wl.root(), spec.dispatch, spec.granularity)
+    baseline = wl.build_baseline(m)
+    return m, kernel, baseline, wl
+
+
+def _verdict(got: np.ndarray, want: np.ndarray) -> str:
+    if got.shape != want.shape:
+        return f"FAIL: {got.size} outputs, expected {want.size}"
+    bad = np.flatnonzero(got != want)
+    if bad.size == 0:
+        return "pass"
+    k = bad[0]
+    return f"FAIL: {bad.size} of {got.size} outputs wrong (first at {k}: {got[k]} != {want[k]})"
+
+
+def _median_ms(backend: Backend, kernel: str, grid, block, args, repeats: int) -> tuple:
+    for _ in range(3):  # warm-up: module load and first-touch stay out of the samples
+        backend.launch(kernel, grid, block, args)
+    samples = [backend.launch(kernel, grid, block, args).time_ms for _ in range(repeats)]
+    return statistics.median(samples), len(samples)
+
+
+def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | None = None) -> CaseResult:
+    """Build, run, check and (on a GPU) time one case."""
+    from harness.compile import compile_ptx
+
+    arch = arch or getattr(backend, "arch", "sm_90")
+    m, kernel, baseline, wl = build_case(spec, arch)
+    backend.load(m)
+    n = spec.ntasks
+    rng = np.random.default_rng(spec.seed)
+    inputs = wl.make_inputs(rng, n)
+    want = wl.reference(inputs, n)
+    grid = -(-n // spec.block)
+
+    args, out = wl.upload(backend, inputs, n)
+    frames = backend.alloc(n * kernel.stride)
+    stop = backend.stop_ptr()
+    launch_args = [frames, np.uint32(n), args, stop]
+    first = backend.launch(kernel.name, grid, spec.block, launch_args, checked=True)
+    res = CaseResult(spec, backend.name, _verdict(wl.read_output(backend, out, n), want),
+                     frame_bytes=kernel.frame_bytes)
+    if first.instructions is not None:
+        res.instructions_per_task = first.instructions / n
+    base_args = None
+    if baseline:
+        base_args, base_out = wl.upload(backend, inputs, n)
+        b = backend.launch(baseline, grid, spec.block, [base_args, np.uint32(n)], checked=True)
+        res.baseline_check = _verdict(wl.read_output(backend, base_out, n), want)
+        if b.instructions is not None:
+            res.baseline_instructions_per_task = b.instructions / n
+    if backend.name == "gpu" and res.ok:
+        res.time_ms, res.samples = _median_ms(backend, kernel.name, grid, spec.block, launch_args, repeats)
+        if baseline:
+            res.baseline_ms, _ = _median_ms(backend, baseline, grid, spec.block,
+                                            [base_args, np.uint32(n)], repeats)
+    try:
+        compiled = getattr(backend, "compiled", None) or compile_ptx(m.to_ptx(), arch)
+        r = compiled.resources.get(kernel.name)
+        if r is not None:
+            res.registers, res.spills, res.stack_frame = r.registers, r.spill_stores, r.stack_frame
+        if baseline and baseline in compiled.resources:
+            res.baseline_registers = compiled.resources[baseline].registers
+    except PollbenchError as e:  # a report we cannot make is not a failed case
+        res.extra["resources_error"] = str(e)
+    regs = backend.kernel_registers(kernel.name)
+    if regs is not None:
+        res.extra["registers_driver"] = regs
+    return res
