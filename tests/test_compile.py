@@ -197,7 +197,7 @@ def test_parse_ptxas_log_canned():
     assert res["helper"] == Resources("helper", "func", 30, 12, 8, 16, 0, None)
     assert res["plain_func"] == Resources("plain_func", "func", None, 0, 0, 0, 0, None)
     assert res["_Z4kernPf"] == Resources("_Z4kernPf", "entry", 40, 36, 44, 40, 16, 2,
-                                         const0=536, local=0)
+                                         const0=536, local=0, own_registers=40)
 
 
 def test_parse_ptxas_log_empty():
