@@ -1,0 +1,177 @@
+"""The async model on the emulator (CI) and on a GPU (-m gpu): lowering, combinators,
+block_on x seed_demo for every granularity and dispatch mode."""
+
+import numpy as np
+import pytest
+
+from executors import get_executor
+from executors.base import define_noop_wake
+from harness.backend import EmuBackend
+from harness.cases import CaseSpec, run_case
+from harness.futures import FutureBuildError, async_fn, ready, yield_now
+from harness.futures.lib import AsyncFn
+from harness.gpu.testing import requires_gpu
+from harness.ptx import Module
+from harness.ptx.types import S32, U32, U64
+from workloads.seed_demo import async_block, async_conditional, async_double, async_multi_step
+
+GRID = [(d, g) for d in ("direct", "indirect") for g in ("thread", "warp", "block")]
+
+
+def _module():
+    m = Module()
+    define_noop_wake(m)
+    return m
+
+
+def test_states_and_frame_layout():
+    m = _module()
+    async_multi_step.emit(m)
+    # two awaits: the start state plus one state per await
+    assert async_multi_step.states == 3
+    # the two children (async_double frames) share one region: frame = header+arg+child
+    assert async_multi_step.frame_size == async_multi_step.child_region + async_double.frame_size
+    async_block.emit(m)
+    # four awaits of different children, two locals; children share the region
+    assert async_block.states == 5
+    assert set(async_block.locals_) == {"chained", "left"}
+    assert async_block.frame_size < 4 * 48 + async_block.child_region
+
+
+def test_emitted_poll_has_a_resume_dispatch():
+    m = _module()
+    async_conditional.emit(m)
+    ptx = m.to_ptx()
+    assert ".func (.param .u32 ret) poll_async_conditional(.param .u64 frame, .param .u32 task, .param .u64 exec)" in ptx
+    assert ".branchtargets" in ptx and "call.uni (retval0), poll_async_double" in ptx
+
+
+def test_register_live_across_await_is_a_build_error():
+    @async_fn(params=[("x", S32)], output=S32, name="bad_live")
+    def bad(f, x):
+        y = f.add(x, 1)
+        f.await_(async_double(x))
+        return f.add(y, 1)  # y was defined before the await
+
+    with pytest.raises(FutureBuildError, match=r"%\w+ is live across an await"):
+        bad.emit(_module())
+
+
+def test_local_after_first_await_is_a_build_error():
+    @async_fn(params=[("x", S32)], output=S32, name="bad_local")
+    def bad(f, x):
+        f.await_(async_double(x))
+        f.local("late", S32)
+        return f.arg("x")
+
+    with pytest.raises(FutureBuildError, match="before the first await"):
+        bad.emit(_module())
+
+
+def _run_root(body, n=64, counters=4):
+    """Run a root future ``body(f, task, args)`` under block_on on the emulator; ``args``
+    points at a u32[counters * n] array the body may count into. Returns that array."""
+    root = AsyncFn(f"root_{body.__name__}", [("task", U32), ("args", U64)], None, body)
+    m = Module()
+    k = get_executor("block_on").build(m, root)
+    be = EmuBackend()
+    be.load(m)
+    counts = be.to_device(np.zeros(counters * n, np.uint32))
+    frames = be.alloc(n * k.stride)
+    be.launch(k.name, 1, n, [frames, np.uint32(n), counts, be.stop_ptr()])
+    return be.read(counts, np.uint32, counters * n).reshape(counters, n)
+
+
+def _count(f, k, counts=None, task=None):
+    """counts[k][task] += 1 (a child future gets counts and task as its arguments)."""
+    counts = counts if counts is not None else f.arg("args")
+    task = task if task is not None else f.arg("task")
+    addr = f.element_addr(counts, f.add(f.mul(f.mov(k, type=U32), 64), task), 4)
+    f.red("global", "add", addr, f.mov(1, type=U32))
+
+
+CHILD = [("c", U64), ("t", U32)]
+
+
+def test_join_polls_only_unfinished_children():
+    @async_fn(params=CHILD + [("k", U32)], output=U32, name="counted_yield")
+    def counted_yield(f, c, t, k):
+        _count(f, 0, c, t)  # one count per poll of this child's first state
+        f.await_(yield_now())
+        return f.arg("k")
+
+    @async_fn(params=CHILD, output=None, name="counted_ready")
+    def counted_ready(f, c, t):
+        _count(f, 1, c, t)
+        return None
+
+    def body(f, task, args):
+        outs = f.join(counted_yield(args, task, f.mov(7, type=U32)), counted_ready(args, task))
+        _count(f, 2)
+        addr = f.element_addr(f.arg("args"), f.add(f.mov(3 * 64, type=U32), f.arg("task")), 4)
+        f.st("global", addr, outs[0])
+        return None
+
+    c = _run_root(body)
+    assert (c[1] == 1).all(), "the Ready child was polled again after it finished"
+    assert (c[0] == 1).all()
+    assert (c[2] == 1).all() and (c[3] == 7).all()
+
+
+def test_select_drops_the_losers():
+    @async_fn(params=CHILD, output=U32, name="slow")
+    def slow(f, c, t):
+        f.await_(yield_now())
+        _count(f, 0, f.arg("c"), f.arg("t"))  # never reached: dropped after its first Pending
+        return f.mov(1, type=U32)
+
+    @async_fn(params=CHILD, output=U32, name="fast")
+    def fast(f, c, t):
+        _count(f, 1, c, t)
+        return f.mov(2, type=U32)
+
+    def body(f, task, args):
+        index, value = f.select(slow(args, task), fast(args, task))
+        addr = f.element_addr(f.arg("args"), f.add(f.mov(2 * 64, type=U32), f.arg("task")), 4)
+        f.st("global", addr, f.add(f.mul(index, 10), value))
+        return None
+
+    c = _run_root(body)
+    assert (c[0] == 0).all() and (c[1] == 1).all()
+    assert (c[2] == 12).all()  # index 1, value 2
+
+
+def test_ready_then_and_yield_now():
+    def body(f, task, args):
+        f.await_(ready(f.mov(5, type=S32)))
+        f.await_(yield_now())
+        addr = f.element_addr(f.arg("args"), f.arg("task"), 4)
+        f.st("global", addr, f.add(f.mov(5, type=S32), 1))
+        return None
+
+    c = _run_root(body, counters=1)
+    assert (c[0] == 6).all()
+
+
+@pytest.mark.parametrize("dispatch,granularity", GRID)
+def test_seed_demo_block_on_emulator(dispatch, granularity):
+    spec = CaseSpec("block_on", "seed_demo", dispatch, granularity, ntasks=200, block=64, seed=3)
+    r = run_case(spec, EmuBackend())
+    assert r.check == "pass" and r.baseline_check == "pass"
+    assert r.instructions_per_task > r.baseline_instructions_per_task  # polls cost something
+    assert r.frame_bytes > 0 and r.registers > 0
+
+
+@requires_gpu
+@pytest.mark.parametrize("dispatch,granularity", GRID)
+def test_seed_demo_block_on_gpu(dispatch, granularity):
+    from harness.backend import GpuBackend
+
+    spec = CaseSpec("block_on", "seed_demo", dispatch, granularity, ntasks=1 << 20, seed=11)
+    with GpuBackend() as be:
+        r = run_case(spec, be, repeats=10)
+    assert r.check == "pass", r.check
+    assert r.baseline_check == "pass", r.baseline_check
+    assert r.time_ms > 0 and r.baseline_ms > 0
+    print(f"{spec.label}: {r.time_ms:.4f} ms vs baseline {r.baseline_ms:.4f} ms, "
+          f"regs {r.extra.get('registers_driver')} (report {r.registers})")
