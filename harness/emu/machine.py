@@ -106,6 +106,7 @@ class Thread:
         self.regions: Counter = Counter()
         self.cp_pending: list = []
         self.cp_groups: list = []
+        self.issuing = None  # (frame, pc) of the instruction executing or waited at
 
     # ---------------------------------------------------------------- operand access
 
@@ -225,13 +226,21 @@ class Thread:
         self.status = "sleep"
         self.wake_at = self.emu.now + max(1, ns)
 
+    def location(self) -> str:
+        """``in <function> at pc <n>: <instruction>``: the instruction this thread is
+        executing or waiting at (its PC has already moved past it), else the next one."""
+        f = self.frame
+        if self.issuing is not None and self.issuing[0] is f:
+            pc = self.issuing[1]
+        else:
+            pc = min(f.pc, len(f.code.instrs) - 1)
+        text = f.code.instrs[pc].to_ptx().replace("\n", " ").replace("\t", "")
+        return f"in {f.code.fn.name} at pc {pc}: {text}"
+
     def where(self) -> str:
         if not self.frames:
             return f"block {self.block.ctaid} thread {self.tid} (exited)"
-        f = self.frame
-        pc = min(f.pc, len(f.code.instrs) - 1)
-        text = f.code.instrs[pc].to_ptx().replace("\n", " ").replace("\t", "")
-        return f"block {self.block.ctaid} thread {self.tid} in {f.code.fn.name} at pc {pc}: {text}"
+        return f"block {self.block.ctaid} thread {self.tid} {self.location()}"
 
     # ----------------------------------------------------------------- collectives
 
@@ -388,7 +397,7 @@ class Emulator:
         for lane, (th, _, finish) in lanes.items():
             if finish is not None:
                 finish(th, results[lane])
-            th.status = "run"
+            th.status, th.issuing = "run", None
 
     def try_release_barrier(self, block: _Block, bar_id: int) -> None:
         rv = block.barriers.get(bar_id)
@@ -402,7 +411,7 @@ class Emulator:
         for th, _, finish in rv["votes"]:
             finish(th, votes)
         for th in rv["waiting"]:
-            th.status = "run"
+            th.status, th.issuing = "run", None
 
     def on_exit(self, t: Thread) -> None:
         # An exited thread no longer holds back its warp's collectives or its block's barrier.
@@ -497,17 +506,33 @@ class Emulator:
             if bool(t.bits(reg) & 1) == neg:
                 f.pc += 1
                 return
+        t.issuing = (f, f.pc)  # errors and hang reports name this instruction
         f.pc += 1
         row = OPS[ins.op]
         try:
             result = row.sem(t, ins)
         except EmuMemoryError as e:
-            f.pc -= 1
             raise EmuError(f"{e}: {t.where()}") from None
         if result is BLOCKED:
             t.status = "wait" if t.status != "done" else t.status
+        if t.status != "wait":
+            t.issuing = None
 
     def _stuck_report(self, why: str, threads: list) -> str:
-        shown = "; ".join(f"[{t.status}] {t.where()}" for t in threads[:6])
-        more = f" (and {len(threads) - 6} more)" if len(threads) > 6 else ""
-        return f"{why}: {shown}{more}"
+        # One entry per place threads are stuck at, so no place hides behind another's
+        # threads: the first thread there, and which others share it.
+        places: dict = {}
+        for t in threads:
+            key = (t.status, t.location() if t.frames else "(exited)")
+            places.setdefault(key, []).append(t)
+        shown = []
+        for (status, _), group in list(places.items())[:8]:
+            more = ""
+            if len(group) > 1:
+                names = ", ".join(str(t.tid) if t.block is group[0].block else
+                                  f"block {t.block.ctaid} thread {t.tid}" for t in group[1:4])
+                etc = ", ..." if len(group) > 4 else ""
+                more = f" (+{len(group) - 1} more threads there: {names}{etc})"
+            shown.append(f"[{status}] {group[0].where()}{more}")
+        rest = f" (and {len(places) - 8} more places)" if len(places) > 8 else ""
+        return f"{why}: {'; '.join(shown)}{rest}"
