@@ -175,3 +175,55 @@ def test_seed_demo_block_on_gpu(dispatch, granularity):
     assert r.time_ms > 0 and r.baseline_ms > 0
     print(f"{spec.label}: {r.time_ms:.4f} ms vs baseline {r.baseline_ms:.4f} ms, "
           f"regs {r.extra.get('registers_driver')} (report {r.registers})")
+
+
+def test_await_inside_a_loop_with_a_frame_local_counter():
+    def body(f, task, args):
+        f.local("i", U32)
+        f.set("i", f.mov(0, type=U32))
+        with f.loop() as lp:
+            i = f.get("i")
+            lp.break_if(f.setp("ge", i, 5))
+            f.await_(yield_now())
+            _count(f, 0)
+            f.set("i", f.add(f.get("i"), 1))
+        return None
+
+    c = _run_root(body, counters=1)
+    assert (c[0] == 5).all()
+
+
+def test_sleep_waits_for_the_global_timer():
+    from harness.futures import sleep
+
+    def body(f, task, args):
+        f.local("t0", U64)
+        f.set("t0", f.special("globaltimer"))
+        f.await_(sleep(f.mov(500, type=U32)))
+        waited = f.sub(f.special("globaltimer"), f.get("t0"))
+        addr = f.element_addr(f.arg("args"), f.arg("task"), 4)
+        f.st("global", addr, f.cvt(f.min(waited, 1 << 30, type=U64), U32))
+        return None
+
+    c = _run_root(body, counters=1)
+    assert (c[0] >= 500).all()
+
+
+def test_wait_flag_completes_once_another_task_sets_it():
+    from harness.futures import wait_flag
+
+    def body(f, task, args):
+        last = f.setp("eq", f.arg("task"), 62)  # counts[63] is the flag
+        with f.if_(last):  # task 62 sets the flag after yielding a few times
+            f.await_(yield_now())
+            f.await_(yield_now())
+            f.st("global", f.add(f.arg("args"), 63 * 4, type=U64), f.mov(9, type=U32),
+                 sem="release", scope="gpu")
+        with f.if_(f.setp("ne", f.arg("task"), 63)):
+            f.await_(wait_flag(f.add(f.arg("args"), 63 * 4, type=U64), f.mov(9, type=U32)))
+            _count(f, 1)
+        return None
+
+    c = _run_root(body, counters=2)
+    assert (c[1][:63] == 1).all()
+    assert c[0][63] == 9
