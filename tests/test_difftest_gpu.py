@@ -39,3 +39,35 @@ def test_trap_fails_the_launch_in_its_own_process():
             "import os; os._exit(0 if verdict == 'pass' and run.error else 1)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@requires_gpu
+def test_report_registers_equal_the_drivers(gpu_backend):
+    """nvJitLink's resource report (what `pollbench inspect` shows without a GPU) must
+    agree with cuFuncGetAttribute for every kernel we generate."""
+    from executors import EXECUTORS
+    from harness.cases import CaseSpec, build_case
+    from harness.compile import compile_ptx
+    from harness.ptx import Module
+
+    modules = []
+    m = Module(arch=gpu_backend.arch)
+    for c in CASES:
+        c.build(m)
+    modules.append(m)
+    for ex in EXECUTORS.values():
+        for d in ("direct", "indirect"):
+            for g in ex.granularities:
+                modules.append(build_case(CaseSpec(ex.name, "seed_demo", d, g), gpu_backend.arch)[0])
+    checked = 0
+    for m in modules:
+        compiled = compile_ptx(m.to_ptx(), gpu_backend.arch)
+        mod = gpu_backend.rt.load(compiled.cubin)
+        for name, res in compiled.resources.items():
+            if res.kind != "entry":
+                continue
+            k = mod.kernel(name)
+            assert res.registers == k.num_regs, f"{name}: report {res.registers}, driver {k.num_regs}"
+            assert res.stack_frame == k.local_bytes, f"{name}: stack {res.stack_frame} vs {k.local_bytes}"
+            checked += 1
+    assert checked > 150
