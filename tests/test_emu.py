@@ -12,7 +12,7 @@ from harness.backend import EmuBackend
 from harness.difftest import all_cases, compare, expected, run_case
 from harness.emu import EmuError, EmuHang, Emulator
 from harness.errors import PollbenchError
-from harness.ptx import F32, F64, OPS, S32, S64, U32, U64, Builder, Module
+from harness.ptx import BF16, F32, F64, OPS, S32, S64, U32, U64, Builder, Module
 
 CASES = all_cases()
 BY_NAME = {c.name: c for c in CASES}
@@ -540,7 +540,23 @@ def _unary_run(build, xs, in_t, out_t):
     y = emu.alloc(out_t.nbytes * xs.size)
     emu.launch("k", 1, xs.size, [x, y])
     return emu.read(y, {"s32": np.int32, "u32": np.uint32, "s64": np.int64,
-                        "f32": np.float32, "f64": np.float64}[out_t.name], xs.size)
+                        "f32": np.float32, "f64": np.float64, "bf16": np.uint16}[out_t.name],
+                    xs.size)
+
+
+def test_cvt_to_bf16_rounds_ties_to_even():
+    bits = np.array([0x3F808000,   # tie, even below: stays 0x3F80
+                     0x3F818000,   # tie, odd below: up to 0x3F82
+                     0x3F80C000,   # above the tie: up
+                     0x3F807FFF,   # below the tie: down
+                     0xBF818000,   # negative tie, odd: away from zero in magnitude
+                     0x7F800000,   # inf
+                     0x7FC00001,   # NaN: the canonical bf16 NaN
+                     0x7F7FFFFF],  # max f32 rounds up to bf16 inf
+                    np.uint32)
+    got = _unary_run(lambda b, v: b.cvt(v, BF16), bits.view(np.float32), F32, BF16)
+    assert [hex(x) for x in got] == ["0x3f80", "0x3f82", "0x3f81", "0x3f80", "0xbf82",
+                                     "0x7f80", "0x7fff", "0x7f80"]
 
 
 def test_cvt_float_to_int_saturates_and_nan_is_zero():
