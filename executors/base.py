@@ -2,9 +2,13 @@
 for a spawn list, in one of two dispatch modes and at one worker granularity.
 
 Every executor kernel has the same parameters, so the host side is shared:
-``(frames: u64, ntasks: u32, args: u64, stop: u64)``. Task ``i``'s header starts at
-``frames + i * stride``: ``[poll_fn: u64][reserved: u64]`` then the root future's frame.
-``stop`` points at a u32 the host sets to ask the kernel to give up (the watchdog).
+``(frames: u64, ntasks: u32, args: u64, stop: u64, counters: u64)``. Task ``i``'s header
+starts at ``frames + i * stride``: ``[poll_fn: u64][reserved: u64]`` then the root future's
+frame. ``stop`` points at a u32 the host sets to ask the kernel to give up (the watchdog).
+``counters`` is 0, or (instrumented builds) ``COUNTER_FIELDS`` u64s per thread (§8).
+
+An executor whose host side is not "one launch" (the CUDA-graph executor) overrides
+``Executor.launch``; everything else uses the backend's launch.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
 
 HEADER = 16
-KERNEL_PARAMS = (("frames", U64), ("ntasks", U32), ("args", U64), ("stop", U64))
+KERNEL_PARAMS = (("frames", U64), ("ntasks", U32), ("args", U64), ("stop", U64),
+                 ("counters", U64))
 DISPATCH_MODES = ("direct", "indirect")
+
+# Per-thread counters of instrumented builds (DESIGN §8), one u64 each, in this order.
+COUNTER_FIELDS = ("total_cycles", "poll_cycles", "polls", "pending_polls", "wakes",
+                  "queue_ops", "cas_retries", "idle_cycles", "smid", "start_ns", "end_ns")
 
 
 @dataclass
@@ -46,9 +55,85 @@ class Executor:
                                  f"(it has {', '.join(self.granularities)})")
 
     def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
-              granularity: str = "thread") -> ExecutorKernel:
+              granularity: str = "thread", instrument: bool = False) -> ExecutorKernel:
+        """Emit the kernel (and ``wake``) into ``module`` for tasks whose root is ``root``."""
         raise NotImplementedError
 
+    def launch(self, backend, kernel: ExecutorKernel, grid, block, args, checked: bool = False):
+        """Run the executor once over all tasks (default: one kernel launch)."""
+        return backend.launch(kernel.name, grid, block, args, checked=checked)
+
+
+class Probe:
+    """Instrumentation of one thread's run loop: counters live in registers while the
+    kernel runs and are stored once at the end, so an instrumented build perturbs the
+    loop by a few instructions per poll. With ``enabled=False`` every method emits
+    nothing: timing builds carry no instrumentation at all.
+
+    Counts made outside the run loop's function (``wakes`` inside ``wake``, queue
+    operations inside the queue's ``.func``s) go straight to memory with ``count_at``.
+    """
+
+    def __init__(self, b: Builder, enabled: bool):
+        self.b, self.enabled = b, enabled
+        if not enabled:
+            return
+        self.regs = {f: b.mov(0, type=U64) for f in COUNTER_FIELDS}
+        self.t0 = b.special("clock64")
+        b.mov(b.special("globaltimer"), dst=self.regs["start_ns"])
+        self._begin = b.reg(U64)
+
+    def add(self, field: str, value=1) -> None:
+        """counter += value (value: an int or a u32/u64 register)."""
+        if not self.enabled:
+            return
+        b = self.b
+        if not isinstance(value, int) and value.type.bits == 32:
+            value = b.cvt(value, U64)
+        b.add(self.regs[field], value, type=U64, dst=self.regs[field])
+
+    def begin(self) -> None:
+        """Mark the start of a timed region (a poll, an idle wait)."""
+        if self.enabled:
+            self.b.mov(self.b.special("clock64"), dst=self._begin)
+
+    def end(self, field: str) -> None:
+        """Add the cycles since ``begin`` to ``field`` (poll_cycles, idle_cycles)."""
+        if self.enabled:
+            b = self.b
+            self.add(field, b.sub(b.special("clock64"), self._begin, type=U64))
+
+    def poll_done(self, status) -> None:
+        """After a poll: cycles in the poll body, polls, and pending polls."""
+        if not self.enabled:
+            return
+        from harness.futures import PENDING
+
+        self.end("poll_cycles")
+        self.add("polls")
+        self.add("pending_polls", self.b.selp(1, 0, self.b.setp("eq", status, PENDING), type=U32))
+
+    def finish(self, counters, thread_index) -> None:
+        """Store every counter to ``counters[thread_index]`` (skipped when counters == 0)."""
+        if not self.enabled:
+            return
+        b = self.b
+        b.sub(b.special("clock64"), self.t0, type=U64, dst=self.regs["total_cycles"])
+        b.cvt(b.special("smid"), U64, dst=self.regs["smid"])
+        b.mov(b.special("globaltimer"), dst=self.regs["end_ns"])
+        with b.if_(b.setp("ne", counters, 0, type=U64)):
+            rec = b.add(counters, b.mul(thread_index, 8 * len(COUNTER_FIELDS), mode="wide"), type=U64)
+            for k, f in enumerate(COUNTER_FIELDS):
+                b.st("global", b.add(rec, 8 * k, type=U64), self.regs[f], type=U64)
+
+
+def count_at(b: Builder, counters, thread_index, field: str, value=1) -> None:
+    """``counters[thread_index].field += value`` in memory, for counts made in .funcs
+    (call only in instrumented builds; a no-op when counters == 0)."""
+    with b.if_(b.setp("ne", counters, 0, type=U64)):
+        rec = b.add(counters, b.mul(thread_index, 8 * len(COUNTER_FIELDS), mode="wide"), type=U64)
+        addr = b.add(rec, 8 * COUNTER_FIELDS.index(field), type=U64)
+        b.red("global", "add", addr, b.mov(value, type=U64) if isinstance(value, int) else value)
 
 def spawn_root(b: Builder, root: FutureDef, header, task, args, dispatch: str):
     """Spawn one root task: write its header's poll_fn (indirect mode), its arguments

@@ -9,7 +9,8 @@ task in it is Ready, ``bar.red.and``) -- the same polls, different synchronisati
 from __future__ import annotations
 
 from executors.base import (
-    HEADER, KERNEL_PARAMS, Executor, ExecutorKernel, define_noop_wake, poll_root, spawn_root,
+    HEADER, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, define_noop_wake, poll_root,
+    spawn_root,
 )
 from harness.futures import READY, FutureDef
 from harness.ptx import Builder, Module
@@ -24,14 +25,15 @@ class BlockOn(Executor):
     summary = "each worker polls one root future until Ready; wake is a no-op"
 
     def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
-              granularity: str = "thread") -> ExecutorKernel:
+              granularity: str = "thread", instrument: bool = False) -> ExecutorKernel:
         self.check(dispatch, granularity)
         define_noop_wake(module)
         root.emit(module)
         stride = HEADER + root.frame_size
-        name = f"block_on_{granularity}_{dispatch}_{root.name}"
+        name = f"block_on_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
         b = Builder.entry(module, name, KERNEL_PARAMS)
         gid = b.global_index()
+        probe = Probe(b, instrument)
         frames, ntasks = b.param("frames"), b.param("ntasks")
         args, stop = b.param("args"), b.param("stop")
         valid = b.setp("lt", gid, ntasks)
@@ -48,18 +50,25 @@ class BlockOn(Executor):
         spins = b.mov(0, type=U32)
         with b.loop() as loop:
             with b.if_(b.setp("eq", done, 0)):
+                probe.begin()
                 status = poll_root(b, root, header, frame, gid, header, dispatch)
+                probe.poll_done(status)
                 b.selp(1, 0, b.setp("eq", status, READY), type=U32, dst=done)
             finished = b.setp("ne", done, 0)
+            if granularity != "thread":
+                probe.begin()  # a finished lane waiting for its warp/block is idle
             if granularity == "warp":
                 finished = b.vote("all", finished)
             elif granularity == "block":
                 finished = b.bar_red("and", finished)
+            if granularity != "thread":
+                probe.end("idle_cycles")
             loop.break_if(finished)
             b.add(spins, 1, dst=spins)
             check = b.setp("eq", b.and_(spins, STOP_CHECK_EVERY - 1, type=U32), 0)
             with b.if_(check):
                 flag = b.ld("global", stop, U32, sem="volatile")
                 loop.break_if(b.setp("ne", flag, 0))
+        probe.finish(b.param("counters"), gid)
         b.ret()
         return ExecutorKernel(name, stride, root.frame_size)

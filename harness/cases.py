@@ -77,10 +77,12 @@ def _verdict(got: np.ndarray, want: np.ndarray) -> str:
     return f"FAIL: {bad.size} of {got.size} outputs wrong (first at {k}: {got[k]} != {want[k]})"
 
 
-def _median_ms(backend: Backend, kernel: str, grid, block, args, repeats: int) -> tuple:
+def _median_ms(launch, repeats: int) -> tuple:
+    """Median of ``repeats`` event-timed launches after 3 warm-ups (``launch()`` returns a
+    ``Launch`` with ``time_ms``)."""
     for _ in range(3):  # warm-up: module load and first-touch stay out of the samples
-        backend.launch(kernel, grid, block, args)
-    samples = [backend.launch(kernel, grid, block, args).time_ms for _ in range(repeats)]
+        launch()
+    samples = [launch().time_ms for _ in range(repeats)]
     return statistics.median(samples), len(samples)
 
 
@@ -100,8 +102,9 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | No
     args, out = wl.upload(backend, inputs, n)
     frames = backend.alloc(n * kernel.stride)
     stop = backend.stop_ptr()
-    launch_args = [frames, np.uint32(n), args, stop]
-    first = backend.launch(kernel.name, grid, spec.block, launch_args, checked=True)
+    launch_args = [frames, np.uint32(n), args, stop, 0]
+    ex = get_executor(spec.executor)
+    first = ex.launch(backend, kernel, grid, spec.block, launch_args, checked=True)
     res = CaseResult(spec, backend.name, _verdict(wl.read_output(backend, out, n), want),
                      frame_bytes=kernel.frame_bytes)
     if first.instructions is not None:
@@ -114,10 +117,12 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | No
         if b.instructions is not None:
             res.baseline_instructions_per_task = b.instructions / n
     if backend.name == "gpu" and res.ok:
-        res.time_ms, res.samples = _median_ms(backend, kernel.name, grid, spec.block, launch_args, repeats)
+        res.time_ms, res.samples = _median_ms(
+            lambda: ex.launch(backend, kernel, grid, spec.block, launch_args), repeats)
         if baseline:
-            res.baseline_ms, _ = _median_ms(backend, baseline, grid, spec.block,
-                                            [base_args, np.uint32(n)], repeats)
+            res.baseline_ms, _ = _median_ms(
+                lambda: backend.launch(baseline, grid, spec.block, [base_args, np.uint32(n)]),
+                repeats)
     try:
         compiled = getattr(backend, "compiled", None) or compile_ptx(m.to_ptx(), arch)
         r = compiled.resources.get(kernel.name)

@@ -78,7 +78,7 @@ def _run_root(body, n=64, counters=4):
     be.load(m)
     counts = be.to_device(np.zeros(counters * n, np.uint32))
     frames = be.alloc(n * k.stride)
-    be.launch(k.name, 1, n, [frames, np.uint32(n), counts, be.stop_ptr()])
+    be.launch(k.name, 1, n, [frames, np.uint32(n), counts, be.stop_ptr(), 0])
     return be.read(counts, np.uint32, counters * n).reshape(counters, n)
 
 
@@ -227,3 +227,35 @@ def test_wait_flag_completes_once_another_task_sets_it():
     c = _run_root(body, counters=2)
     assert (c[1][:63] == 1).all()
     assert c[0][63] == 9
+
+
+@pytest.mark.parametrize("granularity", ["thread", "warp", "block"])
+def test_instrumented_block_on_counts_polls(granularity):
+    from executors.base import COUNTER_FIELDS
+
+    @async_fn(params=[("task", U32), ("args", U64)], output=None, name="yield_thrice")
+    def root(f, task, args):
+        f.local("i", U32)
+        f.set("i", f.mov(0, type=U32))
+        with f.loop() as lp:
+            lp.break_if(f.setp("ge", f.get("i"), f.and_(f.arg("task"), 3, type=U32)))
+            f.await_(yield_now())
+            f.set("i", f.add(f.get("i"), 1))
+        return None
+
+    n = 64
+    m = Module()
+    k = get_executor("block_on").build(m, root, granularity=granularity, instrument=True)
+    be = EmuBackend()
+    be.load(m)
+    counters = be.to_device(np.zeros(n * len(COUNTER_FIELDS), np.uint64))
+    be.launch(k.name, 1, n, [be.alloc(n * k.stride), np.uint32(n), 0, be.stop_ptr(), counters])
+    c = be.read(counters, np.uint64, n * len(COUNTER_FIELDS)).reshape(n, -1)
+    field = {f: c[:, i] for i, f in enumerate(COUNTER_FIELDS)}
+    yields = np.arange(n) % 4
+    assert (field["polls"] == yields + 1).all()
+    assert (field["pending_polls"] == yields).all()
+    assert (field["poll_cycles"] > 0).all() and (field["total_cycles"] > field["poll_cycles"]).all()
+    assert (field["end_ns"] >= field["start_ns"]).all()
+    if granularity != "thread":  # lanes that finish early wait for the others
+        assert field["idle_cycles"].sum() > 0
