@@ -32,11 +32,25 @@ COUNTER_FIELDS = ("total_cycles", "poll_cycles", "polls", "pending_polls", "wake
 
 @dataclass
 class ExecutorKernel:
-    """What the host needs to launch an executor's kernel."""
+    """What the host needs to launch an executor's kernel.
+
+    The ``frames`` buffer is ``state_bytes`` of executor state (zeroed by the host: run
+    queues, pool counters, the error word) followed by ``capacity`` task slots of
+    ``stride`` bytes (poisoned). ``capacity`` is ``ntasks`` roots plus what the workload
+    may spawn. A non-zero u32 at ``error_offset`` (inside the state) after a run is an
+    executor error, e.g. ``ERROR_POOL_FULL``.
+    """
 
     name: str
-    stride: int  # bytes per task: header + root frame
+    stride: int  # bytes per task: header + largest frame
     frame_bytes: int
+    state_bytes: int = 0
+    capacity: int | None = None  # None: ntasks (no spawning)
+    error_offset: int | None = None
+
+
+ERROR_POOL_FULL = 1
+ERRORS = {ERROR_POOL_FULL: "task pool full"}
 
 
 class Executor:
@@ -45,6 +59,7 @@ class Executor:
     name = "abstract"
     granularities: tuple = ("thread",)
     summary = ""
+    supports_spawn = False  # has a run queue that tasks can spawn onto
 
     def check(self, dispatch: str, granularity: str) -> None:
         if dispatch not in DISPATCH_MODES:
@@ -55,12 +70,18 @@ class Executor:
                                  f"(it has {', '.join(self.granularities)})")
 
     def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
-              granularity: str = "thread", instrument: bool = False) -> ExecutorKernel:
-        """Emit the kernel (and ``wake``) into ``module`` for tasks whose root is ``root``."""
+              granularity: str = "thread", instrument: bool = False,
+              tasks: tuple = (), spawn_capacity: int = 0) -> ExecutorKernel:
+        """Emit the kernel (and ``wake``, and ``spawn`` where supported) into ``module``:
+        ``root`` is every initial task's future; ``tasks`` are the other future types that
+        may be spawned (their frames size the task slots); ``spawn_capacity`` the slots
+        beyond the roots."""
         raise NotImplementedError
 
     def launch(self, backend, kernel: ExecutorKernel, grid, block, args, checked: bool = False):
-        """Run the executor once over all tasks (default: one kernel launch)."""
+        """Run the executor once over all tasks: zero its state (queues and pool counters
+        start empty on every run, timed runs too), then one kernel launch."""
+        backend.zero(args[0], kernel.state_bytes)
         return backend.launch(kernel.name, grid, block, args, checked=checked)
 
 

@@ -25,7 +25,8 @@ class BlockOn(Executor):
     summary = "each worker polls one root future until Ready; wake is a no-op"
 
     def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
-              granularity: str = "thread", instrument: bool = False) -> ExecutorKernel:
+              granularity: str = "thread", instrument: bool = False,
+              tasks: tuple = (), spawn_capacity: int = 0) -> ExecutorKernel:
         self.check(dispatch, granularity)
         define_noop_wake(module)
         root.emit(module)

@@ -54,6 +54,10 @@ class Backend:
         """Device address of the u32 stop flag executor kernels poll (0 = keep going)."""
         raise NotImplementedError
 
+    def zero(self, ptr: int, nbytes: int) -> None:
+        """Set ``nbytes`` at ``ptr`` (inside a buffer of this backend) to 0, in stream order."""
+        raise NotImplementedError
+
     def kernel_registers(self, kernel: str) -> int | None:
         """Registers per thread as the driver reports them (None without a GPU)."""
         return None
@@ -102,6 +106,10 @@ class EmuBackend(Backend):
     def stop_ptr(self) -> int:
         # nothing sets it: the emulator's own step budget is its watchdog
         return self.to_device(np.zeros(1, np.uint32))
+
+    def zero(self, ptr: int, nbytes: int) -> None:
+        if nbytes:
+            self._need().write(ptr, np.zeros(nbytes, np.uint8))
 
     def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
         r = self._need().launch(kernel, grid, block, list(args))
@@ -169,6 +177,13 @@ class GpuBackend(Backend):
 
     def stop_ptr(self) -> int:
         return self.rt.stop_flag.ptr
+
+    def zero(self, ptr: int, nbytes: int) -> None:
+        from harness.gpu.driver import call
+
+        self._find(ptr)  # only inside our own buffers
+        if nbytes:
+            call("cuMemsetD8Async", ptr, 0, nbytes, self.rt.stream.handle)
 
     def kernel_registers(self, kernel: str) -> int | None:
         return self.module.kernel(kernel).num_regs

@@ -58,11 +58,19 @@ class CaseResult:
         return d
 
 
+class Unsupported(PollbenchError):
+    """This executor cannot run this workload (a skip, not a failure)."""
+
+
 def build_case(spec: CaseSpec, arch: str = "sm_90"):
     """The module for a case: the executor's kernel and the workload's baseline."""
     ex, wl = get_executor(spec.executor), get_workload(spec.workload)
+    if wl.requires_spawn and not ex.supports_spawn:
+        raise Unsupported(f"{wl.name} spawns tasks and {ex.name} has no run queue to spawn onto")
     m = Module(arch=arch)
-    kernel = ex.build(m, wl.root(), spec.dispatch, spec.granularity)
+    types = wl.task_types()
+    kernel = ex.build(m, types[0], spec.dispatch, spec.granularity, tasks=tuple(types[1:]),
+                      spawn_capacity=wl.spawn_capacity(spec.ntasks))
     baseline = wl.build_baseline(m)
     return m, kernel, baseline, wl
 
@@ -100,13 +108,21 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | No
     grid = -(-n // spec.block)
 
     args, out = wl.upload(backend, inputs, n)
-    frames = backend.alloc(n * kernel.stride)
+    capacity = kernel.capacity if kernel.capacity is not None else n
+    frames = backend.alloc(kernel.state_bytes + capacity * kernel.stride)
     stop = backend.stop_ptr()
     launch_args = [frames, np.uint32(n), args, stop, 0]
     ex = get_executor(spec.executor)
     first = ex.launch(backend, kernel, grid, spec.block, launch_args, checked=True)
-    res = CaseResult(spec, backend.name, _verdict(wl.read_output(backend, out, n), want),
-                     frame_bytes=kernel.frame_bytes)
+    check = _verdict(wl.read_output(backend, out, n), want)
+    if kernel.error_offset is not None:
+        code = int(backend.read(frames + kernel.error_offset, np.uint32, 1)[0])
+        if code:
+            from executors.base import ERRORS
+
+            check = (f"FAIL: executor error {code}: {ERRORS.get(code, 'unknown')} "
+                     f"(capacity {capacity} tasks)")
+    res = CaseResult(spec, backend.name, check, frame_bytes=kernel.frame_bytes)
     if first.instructions is not None:
         res.instructions_per_task = first.instructions / n
     base_args = None
@@ -123,6 +139,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | No
             res.baseline_ms, _ = _median_ms(
                 lambda: backend.launch(baseline, grid, spec.block, [base_args, np.uint32(n)]),
                 repeats)
+    res.extra["metrics"] = wl.metrics(n, res.time_ms)
     try:
         compiled = getattr(backend, "compiled", None) or compile_ptx(m.to_ptx(), arch)
         r = compiled.resources.get(kernel.name)

@@ -25,6 +25,19 @@ class Workload:
     input_names: tuple = ()
     outputs_per_task = 1
     output_dtype = np.int32
+    requires_spawn = False  # its tasks spawn tasks: only executors with a run queue run it
+
+    def spawn_capacity(self, n: int) -> int:
+        """Task slots the workload may spawn beyond its ``n`` roots."""
+        return 0
+
+    def task_types(self) -> list:
+        """Every future type that runs as a task (the root first): sizes the task slots."""
+        return [self.root()]
+
+    def metrics(self, n: int, time_ms: float | None) -> dict:
+        """Workload-specific figures (e.g. polls/s) from a case's median time."""
+        return {}
 
     def root(self) -> FutureDef:
         raise NotImplementedError
