@@ -62,15 +62,20 @@ class Unsupported(PollbenchError):
     """This executor cannot run this workload (a skip, not a failure)."""
 
 
-def build_case(spec: CaseSpec, arch: str = "sm_90"):
-    """The module for a case: the executor's kernel and the workload's baseline."""
+def build_case(spec: CaseSpec, arch: str = "sm_90", instrument: bool = False):
+    """The module for a case: the executor's kernel and the workload's baseline (and, with
+    ``instrument``, the instrumented build of the executor's kernel, as ``kernel.instrumented``)."""
     ex, wl = get_executor(spec.executor), get_workload(spec.workload)
     if wl.requires_spawn and not ex.supports_spawn:
         raise Unsupported(f"{wl.name} spawns tasks and {ex.name} has no run queue to spawn onto")
     m = Module(arch=arch)
     types = wl.task_types()
-    kernel = ex.build(m, types[0], spec.dispatch, spec.granularity, tasks=tuple(types[1:]),
-                      spawn_capacity=wl.spawn_capacity(spec.ntasks))
+    build = dict(tasks=tuple(types[1:]), spawn_capacity=wl.spawn_capacity(spec.ntasks))
+    kernel = ex.build(m, types[0], spec.dispatch, spec.granularity, **build)
+    kernel.instrumented = None
+    if instrument:
+        kernel.instrumented = ex.build(m, types[0], spec.dispatch, spec.granularity,
+                                       instrument=True, **build)
     baseline = wl.build_baseline(m)
     return m, kernel, baseline, wl
 
@@ -94,12 +99,14 @@ def _median_ms(launch, repeats: int) -> tuple:
     return statistics.median(samples), len(samples)
 
 
-def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | None = None) -> CaseResult:
-    """Build, run, check and (on a GPU) time one case."""
-    from harness.compile import compile_ptx
+def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | None = None,
+             instrument: bool = True) -> CaseResult:
+    """Build, run, check and (on a GPU) time one case; then, with ``instrument``, run the
+    instrumented build once for the bookkeeping counters (timings never include them)."""
+    from harness.compile import arch_limits, compile_ptx, theoretical_occupancy
 
     arch = arch or getattr(backend, "arch", "sm_90")
-    m, kernel, baseline, wl = build_case(spec, arch)
+    m, kernel, baseline, wl = build_case(spec, arch, instrument=instrument)
     backend.load(m)
     n = spec.ntasks
     rng = np.random.default_rng(spec.seed)
@@ -140,11 +147,24 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | No
                 lambda: backend.launch(baseline, grid, spec.block, [base_args, np.uint32(n)]),
                 repeats)
     res.extra["metrics"] = wl.metrics(n, res.time_ms)
+    if kernel.instrumented is not None and res.ok:
+        from executors.base import COUNTER_FIELDS
+        from harness.counters import summarise
+
+        nthreads = grid * spec.block
+        counters = backend.to_device(np.zeros(nthreads * len(COUNTER_FIELDS), np.uint64))
+        ex.launch(backend, kernel.instrumented, grid, spec.block,
+                  [frames, np.uint32(n), args, stop, counters], checked=True)
+        raw = backend.read(counters, np.uint64, nthreads * len(COUNTER_FIELDS))
+        res.extra["counters"] = summarise(raw, n, arch_limits(arch).max_warps_per_sm)
     try:
         compiled = getattr(backend, "compiled", None) or compile_ptx(m.to_ptx(), arch)
         r = compiled.resources.get(kernel.name)
         if r is not None:
             res.registers, res.spills, res.stack_frame = r.registers, r.spill_stores, r.stack_frame
+            occ = theoretical_occupancy(r, spec.block, arch)
+            res.extra["theoretical_occupancy"] = occ.fraction
+            res.extra["occupancy_limiter"] = occ.limiter
         if baseline and baseline in compiled.resources:
             res.baseline_registers = compiled.resources[baseline].registers
     except PollbenchError as e:  # a report we cannot make is not a failed case
