@@ -2,7 +2,7 @@
 
 A ``FutureDef`` is a future *type*: it owns a frame layout and emits one
 ``.func (.param .b32 ret) poll_<name>(.param .b64 frame, .param .b32 task, .param .b64 exec)``
-returning ``READY`` or ``PENDING``. Frames live in global memory:
+returning ``READY`` or ``PENDING``. A frame is laid out as:
 
     offset 0   u32  resume   state index; 0 = not yet polled
     offset 8   u64  output   the value once Ready
@@ -12,6 +12,16 @@ returning ``READY`` or ``PENDING``. Frames live in global memory:
 
 The waker is ``(task, exec)``: futures never know their executor; they call the ``wake``
 function each executor supplies (``wake_by_ref`` of the current task is the common case).
+
+Frame space: frames live in global memory unless the executor puts a module's frames in
+shared memory (``set_frame_space(module, "shared")``, DESIGN §4: block-local ``!Send``
+tasks). Then every frame access of every future in that module is ``ld/st.shared`` with a
+32-bit address, and the poll ABI is unchanged: the u64 ``frame`` argument carries the
+zero-extended shared-window offset (generic addressing would also work on hardware, but
+the emulator has no generic space, and a 32-bit shared address is what the hardware
+wants anyway). The space is per module, not per future, because a child's frame lives
+inside its parent's frame (so a whole task tree shares one space) and a poll function is
+emitted once per module for every task type that awaits it.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from harness.ptx.types import U32, U64, PtxType
 PENDING, READY = 0, 1
 RESUME, OUTPUT, ARGS = 0, 8, 16
 POLL_PARAMS = (("frame", U64), ("task", U32), ("exec", U64))
+FRAME_SPACES = ("global", "shared")
 
 
 class FutureBuildError(PollbenchError):
@@ -78,6 +89,23 @@ class FutureCall:
     args: tuple
 
 
+def frame_space(module: Module) -> str:
+    """The state space of every frame in ``module``: ``"global"`` unless set."""
+    return getattr(module, "_frame_space", "global")
+
+
+def set_frame_space(module: Module, space: str) -> None:
+    """Put every future frame of ``module`` in ``space`` (``"global"`` or ``"shared"``).
+    Must be set before the first poll function is emitted: code already emitted for one
+    space cannot address the other."""
+    if space not in FRAME_SPACES:
+        raise FutureBuildError(f"frame space must be one of {', '.join(FRAME_SPACES)}, not {space!r}")
+    if space != frame_space(module) and any(n.startswith("poll_") for n in module.functions):
+        raise FutureBuildError(f"this module already has poll functions with {frame_space(module)} "
+                               f"frames; set the frame space before emitting any future")
+    module._frame_space = space
+
+
 def wake_decl(module: Module) -> None:
     """Every module with futures has the executor-supplied ``wake(task, exec)``."""
     if "wake" not in module.functions:
@@ -97,7 +125,13 @@ class FnBuilder(Builder):
         self.segment = 0
         self._def_segment: dict[str, int] = {}
         self._global_regs: set[str] = set()
-        self.frame = self._global(self.param("frame"))
+        self.space = frame_space(module)
+        # A frame address: u64 in global memory, u32 (a shared-window offset) in shared.
+        self.addr_type = U32 if self.space == "shared" else U64
+        frame = self.param("frame")
+        if self.space == "shared":
+            frame = self.cvt(frame, U32)
+        self.frame = self._global(frame)
         self.task = self._global(self.param("task"))
         self.exec = self._global(self.param("exec"))
         self.state_labels: list = []
@@ -132,10 +166,22 @@ class FnBuilder(Builder):
 
     # ---------------------------------------------------------------- frame access
 
+    def frame_ld(self, addr: Reg, t: PtxType, **kw) -> Reg:
+        """Load from a frame address (this frame's or a child's), in the frame space."""
+        return self.ld(self.space, addr, t, **kw)
+
+    def frame_st(self, addr: Reg, value, t: PtxType | None = None, **kw) -> None:
+        """Store to a frame address, in the frame space."""
+        self.st(self.space, addr, value, type=t, **kw)
+
+    def frame_offset(self, base: Reg, off: int) -> Reg:
+        """``base + off`` for a frame address ``base``."""
+        return self.add(base, off, type=self.addr_type) if off else base
+
     def arg(self, name: str) -> Reg:
         """Load argument ``name`` from the frame (valid in any state)."""
         t = dict(self.fut.params)[name]
-        return self.ld("global", self._frame_addr(self.fut.arg_offset(name)), t)
+        return self.frame_ld(self._frame_addr(self.fut.arg_offset(name)), t)
 
     def local(self, name: str, t: PtxType) -> None:
         """Declare a frame-resident local: a value that may live across awaits."""
@@ -151,11 +197,11 @@ class FnBuilder(Builder):
 
     def set(self, name: str, value) -> None:
         off, t = self._slot(name)
-        self.st("global", self._frame_addr(off), value, type=t)
+        self.frame_st(self._frame_addr(off), value, t)
 
     def get(self, name: str) -> Reg:
         off, t = self._slot(name)
-        return self.ld("global", self._frame_addr(off), t)
+        return self.frame_ld(self._frame_addr(off), t)
 
     def _slot(self, name):
         try:
@@ -165,7 +211,7 @@ class FnBuilder(Builder):
                                    f"f.local(name, type)") from None
 
     def _frame_addr(self, off: int) -> Reg:
-        return self.add(self.frame, off, type=U64) if off else self.frame
+        return self.frame_offset(self.frame, off)
 
     # ---------------------------------------------------------------- await
 
@@ -174,7 +220,7 @@ class FnBuilder(Builder):
         children of different await points share it, as rustc's layout does)."""
         if self._children_at is None:
             self._children_at = _align(self._local_off, 16)
-        return self.add(self.frame, self._children_at + offset_in_region, type=U64)
+        return self.add(self.frame, self._children_at + offset_in_region, type=self.addr_type)
 
     def reserve_children(self, nbytes: int) -> None:
         self._child_bytes = max(self._child_bytes, nbytes)
@@ -183,20 +229,22 @@ class FnBuilder(Builder):
         """Initialise a child future's frame: its arguments, and resume = 0."""
         fut = call.fut
         for (pname, t), a in zip(fut.params, call.args):
-            self.st("global", self.add(child, fut.arg_offset(pname), type=U64), a, type=t)
-        self.st("global", child, self.mov(0, type=U32))
+            self.frame_st(self.frame_offset(child, fut.arg_offset(pname)), a, t)
+        self.frame_st(child, self.mov(0, type=U32))
         if fut not in self.fut.children:
             self.fut.children.append(fut)
 
     def poll_child(self, fut: FutureDef, child: Reg) -> Reg:
         """Call the child's poll function; returns the status register."""
+        if child.type.bits == 32:  # the ABI's frame is u64 whatever the space
+            child = self.cvt(child, U64)
         return self.call(fut.poll_name, [child, self.task, self.exec])
 
     def new_state(self) -> None:
         """Split here: set resume to the next state and open a new segment."""
         label = self.new_label(f"state{len(self.state_labels)}")
         self.state_labels.append(label)
-        self.st("global", self.frame, self.mov(len(self.state_labels), type=U32))
+        self.frame_st(self.frame, self.mov(len(self.state_labels), type=U32))
         self.segment += 1
         self.place(label)
 
@@ -217,7 +265,7 @@ class FnBuilder(Builder):
         self.return_pending_if(self.poll_child(fut, child))
         if fut.output is None:
             return None
-        return self.ld("global", self.add(child, OUTPUT, type=U64), fut.output)
+        return self.frame_ld(self.frame_offset(child, OUTPUT), fut.output)
 
     def join(self, *calls: FutureCall) -> list:
         """``join!(a, b, ...)``: poll every unfinished child each time; Ready when all are.
@@ -230,20 +278,20 @@ class FnBuilder(Builder):
         self.reserve_children(off)
         for c, o in zip(calls, offsets):
             self.start(c, self.child_frame(o))
-        self.st("global", self.child_frame(), self.mov(0, type=U32))
+        self.frame_st(self.child_frame(), self.mov(0, type=U32))
         self.new_state()
-        mask = self.ld("global", self.child_frame(), U32)
+        mask = self.frame_ld(self.child_frame(), U32)
         for i, (c, o) in enumerate(zip(calls, offsets)):
             unfinished = self.setp("eq", self.and_(mask, 1 << i, type=U32), 0)
             with self.if_(unfinished):
                 ready = self.setp("eq", self.poll_child(c.fut, self.child_frame(o)), READY)
                 with self.when(ready):
                     self.or_(mask, 1 << i, type=U32, dst=mask)
-        self.st("global", self.child_frame(), mask)
+        self.frame_st(self.child_frame(), mask)
         all_done = self.setp("eq", mask, (1 << len(calls)) - 1, type=U32)
         with self.when(all_done, negate=True):
             self.ret(self.mov(PENDING, type=U32))
-        return [self.ld("global", self.add(self.child_frame(o), OUTPUT, type=U64), c.fut.output)
+        return [self.frame_ld(self.frame_offset(self.child_frame(o), OUTPUT), c.fut.output)
                 if c.fut.output is not None else None for c, o in zip(calls, offsets)]
 
     def select(self, *calls: FutureCall) -> tuple:
@@ -270,7 +318,7 @@ class FnBuilder(Builder):
             with self.when(ready):
                 self.mov(i, type=U32, dst=index)
                 if value is not None:
-                    self.ld("global", self.add(child, OUTPUT, type=U64), out_t, dst=value)
+                    self.frame_ld(self.frame_offset(child, OUTPUT), out_t, dst=value)
                 self.bra(done)
         self.pending()
         self.place(done)
@@ -280,7 +328,7 @@ class FnBuilder(Builder):
         """Return Pending once, having woken ourselves (``yield_now``'s body)."""
         label = self.new_label(f"state{len(self.state_labels)}")
         self.state_labels.append(label)
-        self.st("global", self.frame, self.mov(len(self.state_labels), type=U32))
+        self.frame_st(self.frame, self.mov(len(self.state_labels), type=U32))
         self.wake_self()
         self.pending()
         self.segment += 1
@@ -293,7 +341,7 @@ class FnBuilder(Builder):
     def ready(self, value=None) -> None:
         """Store the output (if any) and return READY."""
         if value is not None:
-            self.st("global", self.add(self.frame, OUTPUT, type=U64), value, type=self.fut.output)
+            self.frame_st(self.frame_offset(self.frame, OUTPUT), value, self.fut.output)
         self.ret(self.mov(READY, type=U32))
 
     def pending(self) -> None:
@@ -307,7 +355,7 @@ def build_poll(module: Module, fut: FutureDef, body) -> None:
     fut.locals_, fut.children = {}, []  # the layout is rebuilt for each module
     fn = Builder.func(module, fut.poll_name, POLL_PARAMS, ret=U32).fn
     f = FnBuilder(module, fut, fn)
-    resume = f._global(f.ld("global", f.frame, U32))
+    resume = f._global(f.frame_ld(f.frame, U32))
     start = f.new_label("start")
     dispatch = f.emit("brx.idx", (), (), None, (resume,), targets=[start], table="$T_resume")
     f.place(start)
