@@ -45,7 +45,8 @@ class ExecutorKernel:
     stride: int  # bytes per task: header + largest frame
     frame_bytes: int
     state_bytes: int = 0
-    capacity: int | None = None  # None: ntasks (no spawning)
+    capacity: int | None = None  # None: ntasks + spawn_capacity
+    spawn_capacity: int = 0  # slots beyond the ntasks roots, for spawned tasks
     error_offset: int | None = None
 
 

@@ -115,7 +115,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | No
     grid = -(-n // spec.block)
 
     args, out = wl.upload(backend, inputs, n)
-    capacity = kernel.capacity if kernel.capacity is not None else n
+    capacity = kernel.capacity if kernel.capacity is not None else n + kernel.spawn_capacity
     frames = backend.alloc(kernel.state_bytes + capacity * kernel.stride)
     stop = backend.stop_ptr()
     launch_args = [frames, np.uint32(n), args, stop, 0]
