@@ -1,7 +1,8 @@
-"""``pollbench list | ptx | inspect | run``.
+"""``pollbench list | ptx | inspect | run | compare``.
 
-Every user error (unknown name, bad arch, no driver) is one line on stderr and exit code 2;
-a case that fails its check makes ``run`` exit 1.
+Every user error (unknown name, bad arch, no driver, an unreadable results file) is one
+line on stderr and exit code 2; a case that fails its check, times out or raises makes
+``run`` exit 1.
 """
 
 from __future__ import annotations
@@ -131,34 +132,109 @@ def _progress(total: int, what: str):
     return bar()
 
 
-def cmd_run(args) -> int:
-    """Run every (or the chosen) executor x workload x dispatch x granularity."""
-    from executors import DISPATCH_MODES
-    from harness.backend import make_backend
-    from harness.cases import CaseSpec, run_case
-    from harness.report import case_table, console
+def _backend_name(name: str | None, device: int) -> str:
+    """``gpu`` or ``emu``; a GPU asked for and missing is a usage error (exit 2) here, in
+    the parent, before any case starts."""
+    from harness.gpu import gpu_available
+    from harness.gpu.driver import require_device
 
-    with make_backend(args.backend, args.device) as backend:
-        if args.selftest:
+    if name is None:
+        name = "gpu" if gpu_available() else "emu"
+    if name == "gpu":
+        require_device(device)
+    return name
+
+
+def cmd_run(args) -> int:
+    """Run every (or the chosen) executor x workload x dispatch x granularity, each case in
+    its own process; write the results document; exit 1 if any case did not pass."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    from executors import DISPATCH_MODES
+    from harness.cases import CaseSpec
+    from harness.orchestrate import run_cases
+    from harness.report import case_table, console, err_console
+    from harness.results import document, environment, save, spec_label
+
+    if args.selftest:
+        from harness.backend import make_backend
+
+        with make_backend(args.backend, args.device) as backend:
             return _selftest(args, backend)
-        exs, wls = _executors_workloads(args)
-        ntasks = args.ntasks or (1 << 20 if backend.name == "gpu" else 256)
-        specs = [CaseSpec(ex.name, wl.name, d, g, ntasks, args.block, args.seed)
-                 for ex, wl in itertools.product(exs, wls)
-                 for d in (args.dispatch or DISPATCH_MODES)
-                 for g in (args.granularity or ex.granularities)]
-        results = []
-        with _progress(len(specs), "cases") as step:
-            for spec in specs:
-                results.append(run_case(spec, backend, repeats=args.repeats))
-                step()
-        console.print(case_table(results, backend.name))
-        failed = [r for r in results if not r.ok]
-        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-        return 1 if failed else 0
+    if args.timeout <= 0:
+        raise PollbenchError(f"--timeout must be positive, not {args.timeout:g}")
+    backend = _backend_name(args.backend, args.device)
+    exs, wls = _executors_workloads(args)
+    ntasks = args.ntasks or (1 << 20 if backend == "gpu" else 256)
+    # --granularity picks among each executor's own granularities
+    specs = [CaseSpec(ex.name, wl.name, d, g, ntasks, args.block, args.seed)
+             for ex, wl in itertools.product(exs, wls)
+             for d in (args.dispatch or DISPATCH_MODES)
+             for g in ex.granularities if not args.granularity or g in args.granularity]
+    if not specs:
+        raise PollbenchError(f"no executor chosen has granularity {', '.join(args.granularity)}")
+    env = environment(backend, args.device)
+    options = {"backend": backend, "device": args.device, "repeats": args.repeats}
+    config = {**options, "timeout_s": args.timeout, "ntasks": ntasks, "block": args.block,
+              "seed": args.seed, "executors": [e.name for e in exs],
+              "workloads": [w.name for w in wls], "dispatch": args.dispatch,
+              "granularity": args.granularity}
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                  transient=True, disable=not err_console.is_terminal) as progress:
+        bar = progress.add_task("cases", total=len(specs))
+
+        def start(spec):
+            progress.update(bar, description=spec_label(spec))
+
+        def done(rec):
+            if rec["status"] not in ("pass", "skip"):
+                progress.console.print(f"{rec['status']}: {spec_label(rec['spec'])}: "
+                                       f"{rec['message']}", markup=False, highlight=False)
+            progress.advance(bar)
+
+        records = run_cases(specs, options, timeout_s=args.timeout, on_start=start, on_done=done)
+
+    console.print(case_table(records, backend))
+    counts = {s: sum(r["status"] == s for r in records)
+              for s in ("pass", "fail", "timeout", "error", "skip")}
+    bad = counts["fail"] + counts["timeout"] + counts["error"]
+    detail = ", ".join(f"{counts[s]} {w}" for s, w in (("timeout", "timed out"),
+                                                       ("error", "errors"),
+                                                       ("skip", "skipped")) if counts[s])
+    console.print(f"{counts['pass']} passed, {bad} failed" + (f" ({detail})" if detail else ""))
+    if not args.no_save:
+        path = save(document(env, args.argv, config, records), args.out)
+        console.print(f"results: {path}", markup=False, highlight=False)
+    return 1 if bad else 0
+
+
+def cmd_compare(args) -> int:
+    """Per-case B/A ratios of two results files, with a verdict only where the intervals
+    do not overlap."""
+    from harness.report import compare_table, console
+    from harness.results import compare, load
+
+    a, b = load(args.a), load(args.b)
+    cmp = compare(a, b)
+    console.print(compare_table(cmp, a["environment"], b["environment"]))
+    if a["environment"].get("backend") != b["environment"].get("backend"):
+        console.print("note: A and B ran on different backends", highlight=False)
+    for side, labels in (("A", cmp.only_a), ("B", cmp.only_b)):
+        if labels:
+            console.print(f"only in {side} ({len(labels)}): " + ", ".join(labels),
+                          markup=False, highlight=False)
+    console.print("intervals: ci95 = 95% distribution-free interval of the median (order "
+                  "statistics of the samples); range = min..max of the samples; a verdict "
+                  "only where A's and B's intervals do not overlap", highlight=False)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
+    from harness.orchestrate import DEFAULT_TIMEOUT_S
+
     p = argparse.ArgumentParser(prog="pollbench", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -197,14 +273,27 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--selftest", action="store_true",
                     help="run the op table's differential self-tests instead")
+    sp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                    help="wall-clock limit per case, its process's start-up included; the "
+                         f"case is then killed and recorded as timeout (default {DEFAULT_TIMEOUT_S:g})")
+    sp.add_argument("--out", default="results", metavar="DIR",
+                    help="results folder: writes DIR/<machine>/<UTC time>-<git sha>.json "
+                         "(default results/)")
+    sp.add_argument("--no-save", action="store_true", help="write no results file")
     common(sp, arch=False)
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("compare", help="per-case B/A ratios of two results files")
+    sp.add_argument("a", metavar="A", help="results file (the reference)")
+    sp.add_argument("b", metavar="B", help="results file (compared against A)")
+    sp.set_defaults(func=cmd_compare)
     return p
 
 
 def main(argv=None) -> int:
     """Entry point of the ``pollbench`` command."""
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except PollbenchError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Piped output (CI logs, files) is read whole: don't squeeze tables into 80 columns.
@@ -18,35 +19,99 @@ def _fmt(v, spec: str = "") -> str:
     return format(v, spec) if spec else str(v)
 
 
-def case_table(results: list, backend: str) -> Table:
-    """executor, workload, dispatch, granularity, check, time vs baseline, registers, ..."""
+_STATUS_STYLE = {"pass": "green", "fail": "red", "error": "red", "timeout": "yellow",
+                 "skip": "dim"}
+
+
+def _pct(v, spec: str = ".0%") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def case_table(records: list, backend: str) -> Table:
+    """One row per case record (``harness.results``): status; on a GPU the median time vs
+    the baseline's, on the emulator instructions per task; bookkeeping share and polls per
+    task (instrumented run), registers, spills, theoretical occupancy; on a GPU achieved
+    occupancy and energy per task; frame size."""
     gpu = backend == "gpu"
     title = "pollbench run" + ("" if gpu else
                                " — EMULATOR: not GPU timings; instructions are per task, all threads")
     t = Table(title=title)
-    for col in ("executor", "workload", "dispatch", "granularity", "check"):
+    for col in ("executor", "workload", "dispatch", "granularity", "status"):
         t.add_column(col)
     if gpu:
-        t.add_column("median ms", justify="right")
-        t.add_column("baseline ms", justify="right")
-        t.add_column("overhead", justify="right")
+        for col in ("median ms", "baseline ms", "overhead"):
+            t.add_column(col, justify="right")
     else:
         t.add_column("instr/task", justify="right")
         t.add_column("baseline instr/task", justify="right")
-    for col in ("regs", "baseline regs", "spills", "frame B"):
+    for col in ("bookkeeping", "polls/task", "regs", "baseline regs", "spills B", "occ. theor."):
         t.add_column(col, justify="right")
-    for r in results:
-        s = r.spec
-        check = "[green]pass[/]" if r.ok else f"[red]{r.check if r.check != 'pass' else 'baseline: ' + str(r.baseline_check)}[/]"
-        row = [s.executor, s.workload, s.dispatch, s.granularity, check]
+    if gpu:
+        t.add_column("occ. achieved", justify="right")
+        t.add_column("J/task", justify="right")
+    t.add_column("frame B", justify="right")
+    for r in records:
+        s = r["spec"]
+        style = _STATUS_STYLE.get(r["status"], "red")
+        status = r["status"] if r["status"] == "pass" else f"{r['status']}: {r['message']}"
+        row = [s["executor"], s["workload"], s["dispatch"], s["granularity"],
+               f"[{style}]{escape(status)}[/]"]
+        res = r.get("resources") or {}
+        counters = r.get("counters") or {}
         if gpu:
-            over = (f"{r.time_ms / r.baseline_ms - 1:+.1%}" if r.time_ms and r.baseline_ms else None)
-            row += [_fmt(r.time_ms, ".4f"), _fmt(r.baseline_ms, ".4f"), _fmt(over)]
+            timing, base = r.get("timing") or {}, r.get("baseline_timing") or {}
+            over = r.get("overhead")
+            row += [_fmt(timing.get("median_ms"), ".4f"), _fmt(base.get("median_ms"), ".4f"),
+                    "-" if over is None else f"{over:+.1%}"]
         else:
-            row += [_fmt(r.instructions_per_task, ".1f"), _fmt(r.baseline_instructions_per_task, ".1f")]
-        row += [_fmt(r.extra.get("registers_driver", r.registers)), _fmt(r.baseline_registers),
-                _fmt(r.spills), _fmt(r.frame_bytes)]
+            emu = r.get("emulator") or {}
+            row += [_fmt(emu.get("instructions_per_task"), ".1f"),
+                    _fmt(emu.get("baseline_instructions_per_task"), ".1f")]
+        regs = res.get("registers_driver")
+        row += [_pct(counters.get("bookkeeping_share"), ".1%"), _fmt(counters.get("polls_per_task"), ".2f"),
+                _fmt(regs if regs is not None else res.get("registers")),
+                _fmt(res.get("baseline_registers")), _fmt(res.get("spill_stores_bytes")),
+                _pct(res.get("theoretical_occupancy"))]
+        if gpu:
+            row += [_pct(counters.get("achieved_occupancy")),
+                    _fmt((r.get("nvml") or {}).get("energy_per_task_j"), ".3g")]
+        row.append(_fmt(res.get("frame_bytes")))
         t.add_row(*row)
+    return t
+
+
+def _env_line(env: dict) -> str:
+    gpu = env.get("gpu")
+    where = (f"{gpu['name']} (driver {gpu.get('driver_version') or '?'})" if gpu
+             else "emulator")
+    sha = (env.get("pollbench") or {}).get("git_sha")
+    return f"{where}, {env.get('time_utc')}, {env.get('hostname')}, git {sha[:12] if sha else '?'}"
+
+
+_VERDICT_STYLE = {"faster": "bold green", "slower": "bold red", "fewer instructions": "green",
+                  "more instructions": "red"}
+
+
+def compare_table(cmp, env_a: dict, env_b: dict) -> Table:
+    """``pollbench compare``: per case A, B, B/A and the verdict."""
+    t = Table(title="pollbench compare (B / A)",
+              caption=f"A: {escape(_env_line(env_a))}\nB: {escape(_env_line(env_b))}")
+    t.add_column("case")
+    t.add_column("metric")
+    t.add_column("A", justify="right")
+    t.add_column("B", justify="right")
+    t.add_column("B/A", justify="right")
+    t.add_column("verdict")
+    t.add_column("interval")
+    for row in cmp.rows:
+        fmt = ".4f" if row.metric == "ms" else ".1f"
+        style = _VERDICT_STYLE.get(row.verdict)
+        verdict = f"[{style}]{row.verdict}[/]" if style else escape(row.verdict)
+        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
+        if style:
+            ratio = f"[{style}]{ratio}[/]"
+        t.add_row(escape(row.label), row.metric or "-", _fmt(row.a, fmt), _fmt(row.b, fmt), ratio,
+                  verdict, row.method or "-")
     return t
 
 

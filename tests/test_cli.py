@@ -48,10 +48,13 @@ def test_inspect_without_gpu(capsys):
     assert "block_on_thread_direct_seed_demo_root" in out and "seed_demo_baseline" in out
 
 
-def test_run_on_emulator(capsys):
-    assert main(["run", "--backend", "emu", "--ntasks", "64", "--granularity", "warp"]) == 0
+def test_run_on_emulator(capsys, tmp_path):
+    assert main(["run", "--backend", "emu", "--ntasks", "64", "--granularity", "warp",
+                 "--executor", "block_on", "--workload", "seed_demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "EMULATOR" in out and "2 passed, 0 failed" in out
+    written = list(tmp_path.glob("emulator/*.json"))
+    assert len(written) == 1 and f"results: {written[0]}" in out
 
 
 def test_list(capsys):

@@ -1,0 +1,72 @@
+"""pollbench run's case loop: each case in a spawned process; a failed check, an exception,
+a crash or a hang is recorded and the run goes on (no GPU: the emulator backend)."""
+
+import re
+import time
+
+import fake_cases
+import pytest
+
+from harness import orchestrate
+from harness.results import document, environment, validate
+
+EMU = {"backend": "emu", "device": 0, "repeats": 1}
+
+
+def _spec(**kw):
+    spec = dict(executor="block_on", workload="seed_demo", dispatch="direct",
+                granularity="warp", ntasks=32, block=32, seed=0)
+    spec.update(kw)
+    return spec
+
+
+def _valid(records):
+    validate(document(environment("emu"), ["run"], EMU, records))
+
+
+def test_pass_fail_timeout_error_in_one_run_which_goes_on():
+    fns = [fake_cases.passing, fake_cases.failing, fake_cases.hanging, fake_cases.raising,
+           fake_cases.passing]
+    records = []
+    t0 = time.monotonic()
+    for fn in fns:  # one case function per case: run_one is what run_cases loops over
+        records.append(orchestrate.run_one(_spec(), EMU, timeout_s=4.0, case_fn=fn))
+    elapsed = time.monotonic() - t0
+    assert [r["status"] for r in records] == ["pass", "fail", "timeout", "error", "pass"]
+    ok, bad, hung, err, after = records
+    assert ok["message"] is None and ok["emulator"]["instructions_per_task"] > 0
+    assert ok["resources"]["registers"] > 0 and ok["check"] == {"executor": "pass", "baseline": "pass"}
+    assert re.match(r"FAIL: (\d+) of \1 outputs wrong", bad["message"]), bad["message"]
+    assert bad["check"]["executor"].startswith("FAIL")
+    assert "no result within 4 s" in hung["message"] and 4.0 <= hung["wall_s"] < 8.0
+    assert err["message"] == "RuntimeError: boom" and "Traceback" in err["extra"]["traceback"]
+    assert after == {**ok, "wall_s": after["wall_s"]}  # the run went on, unharmed
+    assert elapsed < 25, elapsed
+    _valid(records)
+
+
+def test_run_cases_calls_back_in_order():
+    seen = []
+    records = orchestrate.run_cases([_spec(), _spec(dispatch="indirect")], EMU, timeout_s=5,
+                                    case_fn=fake_cases.raising,
+                                    on_start=lambda s: seen.append(("start", s["dispatch"])),
+                                    on_done=lambda r: seen.append(("done", r["status"])))
+    assert seen == [("start", "direct"), ("done", "error"), ("start", "indirect"),
+                    ("done", "error")]
+    assert [r["spec"]["dispatch"] for r in records] == ["direct", "indirect"]
+
+
+@pytest.mark.parametrize("fn,needle", [
+    (fake_cases.dying, "exited with code 3 without a result"),
+    (fake_cases.unpicklable, "could not be sent back"),
+])
+def test_a_child_that_dies_or_cannot_answer_is_an_error(fn, needle):
+    rec = orchestrate.run_one(_spec(), EMU, timeout_s=10, case_fn=fn)
+    assert rec["status"] == "error" and needle in rec["message"], rec
+    _valid([rec])
+
+
+def test_unsupported_pair_is_a_skip():
+    rec = orchestrate.run_one(_spec(), EMU, timeout_s=10, case_fn=fake_cases.unsupported)
+    assert rec["status"] == "skip" and "no run queue" in rec["message"], rec
+    _valid([rec])
