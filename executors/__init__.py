@@ -1,10 +1,13 @@
 """Device executors, registered by name (DESIGN §5)."""
 
 from executors.base import DISPATCH_MODES, Executor, ExecutorKernel
+from executors.backoff import Backoff
 from executors.block_on import BlockOn
+from executors.embassy import Embassy
+from executors.graph import Graph
 from harness.errors import PollbenchError
 
-EXECUTORS: dict = {e.name: e for e in (BlockOn(),)}
+EXECUTORS: dict = {e.name: e for e in (BlockOn(), Embassy(), Backoff(), Graph())}
 
 
 def get_executor(name: str) -> Executor:

@@ -3,8 +3,9 @@
 from harness.errors import PollbenchError
 from workloads.base import Workload
 from workloads.seed_demo import SeedDemoWorkload
+from workloads.yield_storm import YieldStormWorkload
 
-WORKLOADS: dict = {w.name: w for w in (SeedDemoWorkload(),)}
+WORKLOADS: dict = {w.name: w for w in (SeedDemoWorkload(), YieldStormWorkload())}
 
 
 def get_workload(name: str) -> Workload:

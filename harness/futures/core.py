@@ -29,10 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.errors import PollbenchError
-from harness.ptx import Builder, Module, Reg
+from harness.ptx import Builder, Module, Reg, Sym
 from harness.ptx.types import U32, U64, PtxType
 
 PENDING, READY = 0, 1
+SPAWN_FAILED = 0xFFFFFFFF  # spawn's result when the executor's task pool is full
 RESUME, OUTPUT, ARGS = 0, 8, 16
 POLL_PARAMS = (("frame", U64), ("task", U32), ("exec", U64))
 FRAME_SPACES = ("global", "shared")
@@ -337,6 +338,20 @@ class FnBuilder(Builder):
     def wake_self(self) -> None:
         """``cx.waker().wake_by_ref()``."""
         self.call("wake", [self.task, self.exec])
+
+    def spawn(self, fut: "FutureDef", args) -> Reg:
+        """``spawner.spawn(fut(args))``: start ``fut`` as a new task of this executor through
+        the executor-supplied ``spawn(task, exec, poll_fn, args) -> u32``. ``fut`` must have
+        the root signature ``(task u32, args u64)``. Returns the new task's id, or
+        ``SPAWN_FAILED`` (0xFFFFFFFF) when the executor's task pool is full."""
+        if tuple((n, t.name) for n, t in fut.params) != (("task", "u32"), ("args", "u64")):
+            raise FutureBuildError(f"spawned future {fut.name} must take (task u32, args u64)")
+        if "spawn" not in self.module.functions:
+            raise FutureBuildError(f"{self.fut.name} spawns {fut.name}, but this executor "
+                                   f"defines no spawn(task, exec, poll_fn, args)")
+        fut.emit(self.module)
+        poll_fn = self.mov(Sym(fut.poll_name))  # the child's type-erased poll_fn
+        return self.call("spawn", [self.task, self.exec, poll_fn, args])
 
     def ready(self, value=None) -> None:
         """Store the output (if any) and return READY."""

@@ -1,0 +1,92 @@
+"""``embassy``: Embassy's raw executor ported as is (DESIGN §5), one executor per worker.
+
+Each worker (a thread) spawns its roots onto its own run queue, then loops: swap the head to
+null and poll the detached batch (``SyncExecutor::poll``); tasks woken meanwhile go to the
+next batch. An empty swap is Embassy's "nothing to do": on a microcontroller the core would
+``wfe`` until the pender fires; a GPU thread has no pender, so it spins on the swap
+(``backoff`` sleeps instead). The worker leaves when its queue is empty and none of the tasks
+it homes is alive, or when the host raises the stop flag.
+"""
+
+from __future__ import annotations
+
+from executors.base import Probe
+from executors.runqueue import (
+    KERNEL_PARAMS, STOP_EVERY, Q_LIVE, RunQueueExecutor, finish_counters, header_addr, run_batch,
+    spawn_roots, stop_requested,
+)
+from harness.ptx import Builder
+from harness.ptx.types import B32, PRED, U32, U64
+
+
+class Embassy(RunQueueExecutor):
+    name = "embassy"
+    granularities = ("thread", "warp", "block")
+    summary = ("Embassy's raw executor: SPAWNED/RUN_QUEUED header bits, fetch_or + Treiber "
+               "push, swap-to-null batch dequeue; one run queue per thread; idle workers spin")
+
+    def idle_setup(self, b: Builder):
+        """Registers the idle policy keeps across iterations (none: Embassy spins)."""
+        return None
+
+    def on_idle(self, b: Builder, state) -> None:
+        """An empty swap: spin straight back (a GPU has no ``wfe``/pender)."""
+
+    def on_busy(self, b: Builder, state) -> None:
+        """A non-empty batch was polled."""
+
+    def emit_kernel(self, module, name, types, stride, dispatch, instrument,
+                    granularity="thread") -> None:
+        b = Builder.entry(module, name, KERNEL_PARAMS)
+        probe = Probe(b, instrument)
+        r = self.prologue(b, instrument)
+        gid, base = r["gid"], r["base"]
+        # Workers without roots (gid >= ntasks) have no queue: nothing is ever homed there.
+        has_roots = b.setp("lt", gid, r["ntasks"])
+        if granularity == "thread":
+            with b.if_(has_roots, negate=True):
+                b.exit()
+        rec = header_addr(b, base, gid, stride)
+        with b.if_(has_roots):
+            spawn_roots(b, base, types, gid, r["nworkers"], r["ntasks"], r["args"], stride, probe)
+        idle = self.idle_setup(b)
+        it = b.mov(0, type=U32)
+        done = b.reg(PRED)
+        with b.loop() as lp:
+            head = b.mov(0, type=B32)
+            with b.if_(has_roots):
+                b.mov(run_batch(b, base, rec, types, r["exec"], stride, dispatch, probe), dst=head)
+            empty = b.setp("eq", head, 0, type=B32)
+            b.not_(has_roots, dst=done)
+            with b.if_(empty):
+                with b.if_(has_roots):
+                    live = b.ld("global", b.add(rec, Q_LIVE, type=U64), U32, sem="relaxed",
+                                scope="gpu")
+                    b.setp("eq", live, 0, dst=done)
+                with b.if_(done, negate=True):
+                    probe.begin()
+                    self.on_idle(b, idle)
+                    probe.end("idle_cycles")
+            with b.if_(empty, negate=True):
+                self.on_busy(b, idle)
+            # The worker's scope: a thread leaves alone; a warp (vote.sync) or a block
+            # (bar.red) leaves when every lane's queue is drained, as block_on's do.
+            lp.break_if(self._all(b, done, granularity))
+            b.add(it, 1, dst=it)
+            check = b.setp("eq", b.and_(it, STOP_EVERY - 1, type=U32), 0)
+            with b.if_(check):
+                lp.break_if(self._any(b, stop_requested(b, r["stop"]), granularity))
+        finish_counters(b, probe, r["counters"], gid)
+        b.ret()
+
+    @staticmethod
+    def _all(b: Builder, p, granularity: str):
+        return {"thread": lambda: p, "warp": lambda: b.vote("all", p),
+                "block": lambda: b.bar_red("and", p)}[granularity]()
+
+    @staticmethod
+    def _any(b: Builder, p, granularity: str):
+        # The stop flag is read by each lane at a slightly different time: agree on it, so
+        # the lanes leave the loop together and the next collective is not left waiting.
+        return {"thread": lambda: p, "warp": lambda: b.vote("any", p),
+                "block": lambda: b.bar_red("or", p)}[granularity]()

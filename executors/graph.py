@@ -1,0 +1,137 @@
+"""``graph``: the hardware graph engine as the scheduler (DESIGN §5, §11).
+
+A host-built CUDA graph holds one WHILE conditional node whose body is one kernel node, the
+*round*: every worker (a thread) swaps its run-queue head to null and polls that batch once
+(Embassy's ``dequeue_all``, the same queues, wake and spawn as ``embassy``), then leaves. The
+first round also spawns the roots (a per-worker ``started`` flag). The WHILE node repeats
+rounds until the round in which the last task becomes Ready: that thread's
+``atom.add(finished)`` makes ``finished == ntasks + spawned``, and it calls
+``cudaGraphSetConditional(handle, 0)`` from PTX; the handle is a plain u64 kernel argument.
+Thread 0 also ends the loop when the host raises the stop flag (the watchdog).
+
+Why "finished == ntasks + spawned" is exact: every spawn's ``pool_next`` increment happens
+before its child can finish, and ``finished`` is read (by the atom) before ``pool_next``, so
+the equality can only hold when no task is alive to spawn more.
+
+On the emulator the same round kernel runs in a host loop, the extern answered by a hook
+(``Emulator.externs``), under one step budget for the whole loop.
+"""
+
+from __future__ import annotations
+
+from executors.base import Probe
+from executors.runqueue import (
+    FINISHED, KERNEL_PARAMS, POOL_NEXT, STARTED, RunQueueExecutor, finish_counters,
+    header_addr, run_batch, spawn_roots, stop_requested,
+)
+from harness.backend import Launch
+from harness.errors import PollbenchError
+from harness.ptx import Builder
+from harness.ptx.types import U32, U64
+
+ROUND_PARAMS = KERNEL_PARAMS + (("handle", U64),)
+EMU_HANDLE = 0x6A0D  # what the emulator passes as the conditional handle
+
+
+class Graph(RunQueueExecutor):
+    name = "graph"
+    summary = ("CUDA graph: a WHILE node repeats a round kernel that polls each worker's "
+               "ready batch once; the last Ready calls cudaGraphSetConditional from PTX")
+
+    def emit_kernel(self, module, name, types, stride, dispatch, instrument,
+                    granularity="thread") -> None:
+        if "cudaGraphSetConditional" not in module.functions:
+            Builder.extern(module, "cudaGraphSetConditional", [("handle", U64), ("value", U32)])
+        b = Builder.entry(module, name, ROUND_PARAMS)
+        probe = Probe(b, instrument)
+        r = self.prologue(b, instrument)
+        gid, base, ntasks = r["gid"], r["base"], r["ntasks"]
+        handle = b.param("handle")
+        capacity = module._runqueue_layout[1]
+
+        def end_loop():
+            b.call("cudaGraphSetConditional", [handle, b.mov(0, type=U32)])
+
+        def on_ready():
+            done = b.add(b.atom("global", "add", b.add(base, FINISHED, type=U64), 1, type=U32,
+                                sem="acq_rel", scope="gpu"), 1)
+            spawned = b.ld("global", b.add(base, POOL_NEXT, type=U64), U32, sem="acquire",
+                           scope="gpu")
+            spawned = b.min(spawned, capacity, type=U32)  # failed spawns count past it
+            with b.if_(b.setp("eq", done, b.add(ntasks, spawned))):
+                end_loop()
+
+        with b.if_(b.setp("lt", gid, ntasks)):
+            rec = header_addr(b, base, gid, stride)
+            started = b.add(rec, STARTED, type=U64)
+            with b.if_(b.setp("eq", b.ld("global", started, U32), 0)):
+                b.st("global", started, b.mov(1, type=U32))
+                spawn_roots(b, base, types, gid, r["nworkers"], ntasks, r["args"], stride, probe)
+            run_batch(b, base, rec, types, r["exec"], stride, dispatch, probe, on_ready)
+        with b.if_(b.setp("eq", gid, 0)):
+            with b.if_(stop_requested(b, r["stop"])):
+                end_loop()
+        finish_counters(b, probe, r["counters"], gid)
+        b.ret()
+
+    # ------------------------------------------------------------------ host side
+
+    def launch(self, backend, kernel, grid, block, args, checked: bool = False):
+        """Zero the pool, then run rounds until the kernel ends the loop: a WHILE graph on a
+        GPU (built once per kernel and arguments, then relaunched), a host loop on the
+        emulator."""
+        self.zero_pool(backend, kernel, args)
+        if backend.name == "emu":
+            return self._launch_emu(backend, kernel, grid, block, args)
+        return self._launch_gpu(backend, kernel, grid, block, args, checked)
+
+    @staticmethod
+    def _launch_emu(backend, kernel, grid, block, args) -> Launch:
+        from harness.emu import EmuHang
+
+        emu = backend._need()
+        cond = {"value": 1}
+
+        def set_conditional(thread, raw):
+            if raw[0] != EMU_HANDLE:
+                thread.trap(f"cudaGraphSetConditional with handle {raw[0]:#x}, not the graph's")
+            cond["value"] = raw[1] & 0xFFFFFFFF
+
+        emu.externs["cudaGraphSetConditional"] = set_conditional
+        steps = instructions = rounds = 0
+        while cond["value"]:
+            r = backend.launch(kernel.name, grid, block, list(args) + [EMU_HANDLE])
+            rounds += 1
+            steps += backend.last.steps
+            instructions += r.instructions
+            if steps >= backend.max_steps:
+                raise EmuHang(f"graph: {rounds} rounds spent the step budget of "
+                              f"{backend.max_steps} instructions without ending the loop")
+        return Launch(kernel.name, r.grid, r.block, None, instructions, {"rounds": rounds})
+
+    @staticmethod
+    def _launch_gpu(backend, kernel, grid, block, args, checked: bool) -> Launch:
+        rt = backend.rt
+        cache = backend.__dict__.setdefault("_while_graphs", {})
+        key = (id(backend.module), kernel.name, str(grid), str(block),
+               tuple(int(a) for a in args))
+        g = cache.get(key)
+        if g is None:
+            k = backend.module.kernel(kernel.name)
+            g = cache[key] = rt.while_graph(lambda h: rt.launch(k, grid, block, *args, h))
+        if checked:
+            outcome = rt.run_graph_with_watchdog(g, timeout_s=backend.timeout_s)
+            if outcome != "ok":
+                raise PollbenchError(f"{kernel.name}'s graph did not finish within "
+                                     f"{backend.timeout_s:g} s and was stopped through its "
+                                     f"stop flag")
+            return Launch(kernel.name, grid, block)
+        t = rt.timer()
+        try:
+            t.start()
+            rt.launch_graph(g)
+            t.stop()
+            ms = t.elapsed_ms()
+        finally:
+            t.close()
+        return Launch(kernel.name, grid, block, ms)
