@@ -28,6 +28,7 @@ DISPATCH_MODES = ("direct", "indirect")
 # Per-thread counters of instrumented builds (DESIGN §8), one u64 each, in this order.
 COUNTER_FIELDS = ("total_cycles", "poll_cycles", "polls", "pending_polls", "wakes",
                   "queue_ops", "cas_retries", "idle_cycles", "smid", "start_ns", "end_ns")
+_STAMPS = ("smid", "start_ns", "end_ns")  # stored; every other field is a count (added)
 
 
 @dataclass
@@ -136,7 +137,8 @@ class Probe:
         self.add("pending_polls", self.b.selp(1, 0, self.b.setp("eq", status, PENDING), type=U32))
 
     def finish(self, counters, thread_index) -> None:
-        """Store every counter to ``counters[thread_index]`` (skipped when counters == 0)."""
+        """Add every count to ``counters[thread_index]`` (host-zeroed; ``count_at`` may have
+        counted there already) and store smid and the timestamps (skipped when counters == 0)."""
         if not self.enabled:
             return
         b = self.b
@@ -146,7 +148,11 @@ class Probe:
         with b.if_(b.setp("ne", counters, 0, type=U64)):
             rec = b.add(counters, b.mul(thread_index, 8 * len(COUNTER_FIELDS), mode="wide"), type=U64)
             for k, f in enumerate(COUNTER_FIELDS):
-                b.st("global", b.add(rec, 8 * k, type=U64), self.regs[f], type=U64)
+                addr = b.add(rec, 8 * k, type=U64)
+                if f in _STAMPS:
+                    b.st("global", addr, self.regs[f], type=U64)
+                else:  # add: count_at (in wake, spawn) may have counted here already
+                    b.red("global", "add", addr, self.regs[f], type=U64)
 
 
 def count_at(b: Builder, counters, thread_index, field: str, value=1) -> None:
