@@ -1,0 +1,573 @@
+"""``smem_ready``: a block-local executor whose task frames and ready list live in shared
+memory (DESIGN §5) -- what a GPU-native local executor gains from a faster address space.
+
+Tasks are ``!Send``: the ``ntasks`` roots are split over the grid in contiguous runs of
+``ceil(ntasks / nctaid)``, and each block owns, polls and keeps the frames of its own run
+(plus what its tasks spawn). The workers are the block's threads (``thread``) or warps
+(``warp``); any worker of a block may poll any ready task of that block.
+
+Shared memory of a block (module-scope ``.shared`` arrays, sized at build time)::
+
+    slots   capacity x [poll_fn: u64][frame]       frames are in the shared frame space
+    state   capacity x u32                         WOKEN | RUNNING | DONE bits per task
+    ready   ceil(capacity / 32) x u32              the ready list: one bit per task
+    ctl     live: u32, alloc: u32, globals: u64    tasks not yet Ready, next free slot
+
+**Ready list: a bitmask, not a ring.** A wake is one idempotent ``atom.shared.or`` that
+coalesces duplicate wakes by itself (Embassy needs a separate RUN_QUEUED bit for that),
+can never overflow, and needs no publication protocol (a multi-producer ring needs a
+per-slot full/empty handshake, i.e. a spin, on both sides). Claims spread over
+``capacity / 32`` words instead of one hot head index: a ``thread`` worker claims one bit
+with ``atom.and`` -- starting at its own lane's bit of its warp's word, so when every task
+is ready each thread claims a different bit and no claim fails -- and a ``warp`` worker
+claims a whole word (32 tasks) with one ``atom.exch`` and polls them in lockstep. What a
+ring gives and a bitmask does not is FIFO order; the cursor below gives the fairness that
+matters (a bounded poll gap) without it.
+
+**Task state** (one u32 per task, tokio-like): ``wake`` does ``old = atom.or(state,
+WOKEN)`` and sets the ready bit only if the task was neither queued nor running. A worker
+that claims a ready bit swaps the state to RUNNING (consuming the wake); after a Pending
+poll ``atom.and(state, ~RUNNING)`` returns whether a wake came in meanwhile, and if so the
+worker re-sets the ready bit itself. So a task is never polled by two workers at once and
+no wake is lost. Ready sets DONE and keeps RUNNING, so later wakes are no-ops: no poll
+after Ready. The shared atomics are ``acq_rel.cta``: a task polled by another thread than
+last time sees its frame as the last poll left it.
+
+**Cross-block wakes** go through a global mailbox per block: ``capacity`` bits plus a
+flag. The waker does ``red.or`` of the task's bit, then ``red.release.gpu.or`` of the
+flag; an owning worker that finds the flag set swaps it to 0 (acquire) and then swaps each
+word to 0, waking every task whose bit it took. Bit before flag, flag before bits, so no
+wake is lost, and like the bitmask the mailbox cannot overflow. Workers look at the
+mailbox after every sweep of the ready list that found nothing, and at least every
+``MAIL_CHECK_EVERY`` polls otherwise (a busy block must not starve its mail). A block
+whose roots are done exits; a wake for one of its tasks after that is a no-op anyway.
+
+**Fairness**: each ``thread`` worker keeps a cursor (word, bit) that moves past every task
+it claims, and a ``warp`` worker visits the words round robin, so a task that wakes
+itself forever cannot starve the others: between two polls of one task by a worker, that
+worker's cursor passes every other slot, i.e. the poll gap of a ready task is at most
+``capacity`` polls per worker (``poll_gap_bound``).
+
+**Capacity** per block = the most slots whose frames, state words and ready bits fit the
+static shared-memory limit (48 KiB -- more needs dynamic shared memory, which the
+backends do not launch yet), capped by ``capacity`` when given, else by
+``DEFAULT_CAPACITY`` plus the slots the workload may spawn: a smaller array leaves room
+for more blocks per SM. More roots per block than that is a clear error on the host
+(before the launch) and ``ERROR_SMEM_FULL`` on the device; a spawn into a full block is
+``ERROR_POOL_FULL``.
+
+``exec`` (the waker's executor word) is the ``counters`` pointer: the executor itself is
+implicitly the current block (``%ctaid`` and the shared arrays), so ``exec`` is free to
+tell ``wake`` where instrumented builds count wakes (0 in timing builds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from executors.base import (
+    ERROR_POOL_FULL, ERRORS, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, count_at,
+)
+from harness.errors import PollbenchError
+from harness.futures import READY, FutureDef, set_frame_space
+from harness.ptx import Builder, Module, Sym
+from harness.ptx.ir import LocalVar
+from harness.ptx.types import S32, TYPES, U32, U64
+
+B32 = TYPES["b32"]
+WOKEN, RUNNING, DONE = 1, 2, 4
+SLOT_HEADER = 8  # poll_fn (u64) for indirect dispatch and spawned task types
+STATIC_SMEM_LIMIT = 48 * 1024  # the most .shared a kernel may declare statically
+DEFAULT_CAPACITY = 256  # slots per block unless the workload spawns (2x the default block)
+CTL_LIVE, CTL_ALLOC, CTL_GLOBALS, CTL_BYTES = 0, 4, 8, 16
+STATE_BYTES = 16  # global: the error word, then the mailboxes
+ERROR_OFFSET = 0
+ERROR_SMEM_FULL = 2
+ERRORS.setdefault(ERROR_SMEM_FULL, "more tasks in a block than its shared memory holds")
+MAIL_CHECK_EVERY = 64  # polls between mailbox checks of a busy worker
+STOP_CHECK_EVERY = 64  # idle sweeps between reads of the host's stop flag
+SYNC = dict(sem="acq_rel", scope="cta")  # the executor's shared atomics
+RELEASE = dict(sem="release", scope="cta")  # red has no acquire side
+
+
+def _align(n: int, a: int) -> int:
+    return -(-n // a) * a
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives, for one frame size and capacity."""
+
+    capacity: int  # task slots per block
+    slot_bytes: int  # SLOT_HEADER + frame, 8-aligned
+
+    @property
+    def words(self) -> int:
+        return -(-self.capacity // 32)
+
+    @property
+    def shared_bytes(self) -> int:
+        return shared_bytes(self.capacity, self.slot_bytes)
+
+    @property
+    def mailbox_bytes(self) -> int:
+        """Per block, in global memory: the flag word, then ``words`` bits words."""
+        return _align(4 * (1 + self.words), 8)
+
+
+def shared_bytes(capacity: int, slot_bytes: int) -> int:
+    """Shared memory of a block with ``capacity`` slots (each array 16-aligned)."""
+    words = -(-capacity // 32)
+    return (_align(capacity * slot_bytes, 16) + _align(4 * capacity, 16) + _align(4 * words, 16)
+            + CTL_BYTES)
+
+
+def capacity_for(slot_bytes: int, limit: int = STATIC_SMEM_LIMIT) -> int:
+    """The most task slots of ``slot_bytes`` whose shared memory fits ``limit`` bytes."""
+    cap = max(0, (limit - CTL_BYTES - 48) * 8 // (8 * (slot_bytes + 4) + 1))
+    while cap and shared_bytes(cap, slot_bytes) > limit:
+        cap -= 1
+    while shared_bytes(cap + 1, slot_bytes) <= limit:
+        cap += 1
+    return cap
+
+
+@dataclass
+class SmemReadyKernel(ExecutorKernel):
+    """An ``ExecutorKernel`` plus what the host checks before a launch."""
+
+    layout: Layout | None = None
+    granularity: str = "thread"
+
+
+class SmemReady(Executor):
+    name = "smem_ready"
+    granularities = ("thread", "warp")
+    summary = "block-local !Send tasks: frames and a ready bitmask in shared memory, cross-block wakes through a global mailbox"
+    supports_spawn = False
+
+    def __init__(self, capacity: int | None = None):
+        self.capacity = capacity  # slots per block; None: DEFAULT_CAPACITY + spawn room
+
+    # ----------------------------------------------------------------- host side
+
+    def poll_gap_bound(self, kernel: SmemReadyKernel) -> int:
+        """Most polls a worker makes between two polls of one continuously ready task."""
+        return kernel.layout.capacity
+
+    def layout(self, module: Module, frame_bytes: int, spawn_capacity: int = 0) -> Layout:
+        from harness.compile import arch_limits
+
+        slot = _align(SLOT_HEADER + frame_bytes, 8)
+        try:
+            limit = min(STATIC_SMEM_LIMIT, arch_limits(module.arch).smem_per_block_optin)
+        except PollbenchError:
+            limit = STATIC_SMEM_LIMIT
+        fit = capacity_for(slot, limit)
+        if fit == 0:
+            raise PollbenchError(f"smem_ready: one task frame ({frame_bytes} B + {SLOT_HEADER} B "
+                                 f"header) does not fit {limit} B of shared memory")
+        want = self.capacity if self.capacity is not None else DEFAULT_CAPACITY + spawn_capacity
+        return Layout(min(fit, want), slot)
+
+    def launch(self, backend, kernel: SmemReadyKernel, grid, block, args, checked: bool = False):
+        """Check that each block's roots fit its shared memory, zero the error word and the
+        mailboxes of the blocks that have tasks, then launch."""
+        n = int(args[1])
+        nblocks = _count(grid)
+        per = -(-n // nblocks) if n else 0
+        lay = kernel.layout
+        if per > lay.capacity:
+            raise PollbenchError(
+                f"smem_ready: {per} tasks per block do not fit in shared memory: a block holds "
+                f"{lay.capacity} tasks of {lay.slot_bytes} B ({lay.shared_bytes} B of .shared); "
+                f"launch more blocks (at least {-(-n // lay.capacity)}) or fewer tasks")
+        if kernel.granularity == "warp" and _count(block) % 32:
+            raise PollbenchError(f"smem_ready with warp workers needs whole warps, "
+                                 f"not a block of {_count(block)} threads")
+        used = -(-n // per) if per else 0
+        backend.zero(args[0], STATE_BYTES + used * lay.mailbox_bytes)
+        return backend.launch(kernel.name, grid, block, args, checked=checked)
+
+    # ---------------------------------------------------------------- device side
+
+    def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
+              granularity: str = "thread", instrument: bool = False,
+              tasks: tuple = (), spawn_capacity: int = 0) -> SmemReadyKernel:
+        self.check(dispatch, granularity)
+        if tasks:
+            raise PollbenchError("smem_ready has no spawn yet: its tasks are the roots only")
+        set_frame_space(module, "shared")
+        lay = _Arrays.define(module, self, root, spawn_capacity)
+        root.emit(module)
+        if root.frame_size + SLOT_HEADER > lay.layout.slot_bytes:
+            raise PollbenchError(f"{root.name}'s frame grew after layout")  # never: emit is idempotent
+        name = f"smem_ready_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
+        _Kernel(module, name, root, lay, dispatch, granularity, instrument).emit()
+        # Global bytes "per task": room for one block's mailbox per task, so that the
+        # host's ntasks x stride buffer always holds the mailboxes of every block with tasks.
+        return SmemReadyKernel(name, stride=lay.layout.mailbox_bytes, frame_bytes=root.frame_size,
+                               state_bytes=STATE_BYTES, capacity=None,
+                               error_offset=ERROR_OFFSET, layout=lay.layout,
+                               granularity=granularity)
+
+
+def _count(dim) -> int:
+    if isinstance(dim, int):
+        return dim
+    n = 1
+    for d in dim:
+        n *= int(d)
+    return n
+
+
+# ------------------------------------------------------------------ shared arrays
+
+
+@dataclass
+class _Arrays:
+    """The module's shared arrays and its ``wake`` (one layout per module: ``wake`` is
+    module-wide, so every smem_ready kernel of a module shares them)."""
+
+    layout: Layout
+    slots: Sym
+    state: Sym
+    ready: Sym
+    ctl: Sym
+
+    @classmethod
+    def define(cls, module: Module, ex: SmemReady, root: FutureDef, spawn_capacity: int):
+        existing = getattr(module, "_smem_ready", None)
+        # The frame size is known once the root is emitted; emitting needs wake, which
+        # needs the layout: emit into a scratch module first to learn the frame size.
+        frame = _frame_size(module, root)
+        layout = ex.layout(module, frame, spawn_capacity)
+        if existing is not None:
+            if existing.layout != layout:
+                raise PollbenchError("one module holds one smem_ready layout (wake is module-wide)")
+            return existing
+        def arr(name, nbytes):
+            module.globals.append(LocalVar("shared", f"smem_ready_{name}", nbytes, 16))
+            return Sym(f"smem_ready_{name}")
+        a = cls(layout, arr("slots", _align(layout.capacity * layout.slot_bytes, 16)),
+                arr("state", _align(4 * layout.capacity, 16)),
+                arr("ready", _align(4 * layout.words, 16)), arr("ctl", CTL_BYTES))
+        _define_wake(module, a)
+        module._smem_ready = a
+        return a
+
+
+def _frame_size(module: Module, root: FutureDef) -> int:
+    """``root``'s frame size, laid out in a scratch module (with a placeholder wake)."""
+    from executors.base import define_noop_wake
+
+    scratch = Module(arch=module.arch)
+    set_frame_space(scratch, "shared")
+    define_noop_wake(scratch)
+    root.emit(scratch)
+    return root.frame_size
+
+
+def _addr(b: Builder, sym: Sym, index=None, scale: int = 4):
+    """Shared-window address of ``sym[index]`` (u32)."""
+    base = b.mov(sym, type=U32)
+    if index is None:
+        return base
+    return b.mad(index, scale, base, type=U32)
+
+
+def _ctz(b: Builder, x):
+    """Count trailing zeros of a non-zero b32 (``clz(brev(x))``; PTX has no ctz)."""
+    return b.clz(b.brev(x, type=B32), type=B32)
+
+
+def _wake_local(b: Builder, a: _Arrays, slot, counters=None):
+    """Make ``slot`` of the current block ready: set WOKEN, and its ready bit if it was
+    neither queued nor running (a running task is re-queued by its poller)."""
+    old = b.atom("shared", "or", _addr(b, a.state, slot), WOKEN, type=B32, **SYNC)
+    idle = b.setp("eq", b.and_(old, WOKEN | RUNNING, type=B32), 0, type=B32)
+    with b.if_(idle):
+        word = _addr(b, a.ready, b.shr(slot, 5, type=U32))
+        b.red("shared", "or", word, b.shl(1, b.and_(slot, 31, type=B32), type=B32), type=B32, **RELEASE)
+        if counters is not None:
+            count_at(b, counters, _gtid(b), "queue_ops")
+
+
+def _gtid(b: Builder):
+    return b.global_index()
+
+
+def _mailbox(b: Builder, a: _Arrays, block):
+    """Global address of ``block``'s mailbox (from the globals pointer kept in ctl)."""
+    globals_ = b.ld("shared", b.add(_addr(b, a.ctl), CTL_GLOBALS, type=U32), U64)
+    off = b.mul(block, a.layout.mailbox_bytes, mode="wide", type=U32)
+    return b.add(b.add(globals_, STATE_BYTES, type=U64), off, type=U64)
+
+
+def _define_wake(module: Module, a: _Arrays) -> None:
+    """``wake(task, exec)``: task = block * capacity + slot. Same block: shared atomics;
+    another block: its mailbox. ``exec`` is the counters pointer (0: not instrumented)."""
+    if "wake" in module.functions:
+        raise PollbenchError("smem_ready must define wake, and this module already has one")
+    b = Builder.func(module, "wake", [("task", U32), ("exec", U64)])
+    task, counters = b.param("task"), b.param("exec")
+    cap = a.layout.capacity
+    owner = b.div(task, cap, type=U32)
+    slot = b.sub(task, b.mul(owner, cap, type=U32), type=U32)
+    count_at(b, counters, _gtid(b), "wakes")
+    local = b.setp("eq", owner, b.special("ctaid.x"))
+    with b.if_(local):
+        _wake_local(b, a, slot, counters)
+        b.ret()
+    mb = _mailbox(b, a, owner)
+    word = b.add(mb, b.cvt(b.mul(b.add(b.shr(slot, 5, type=U32), 1, type=U32), 4, type=U32), U64), type=U64)
+    b.red("global", "or", word, b.shl(1, b.and_(slot, 31, type=B32), type=B32), type=B32,
+          sem="relaxed", scope="gpu")
+    b.red("global", "or", mb, b.mov(1, type=B32), type=B32, sem="release", scope="gpu")
+    count_at(b, counters, _gtid(b), "queue_ops")
+    b.ret()
+
+
+# ------------------------------------------------------------------------ kernel
+
+
+@contextlib.contextmanager
+def _strided(b: Builder, start, step, limit):
+    """``for i in range(start, limit, step)`` (u32)."""
+    i = b.mov(start, type=U32)
+    with b.loop() as lp:
+        lp.break_if(b.setp("ge", i, limit, type=U32))
+        yield i
+        b.add(i, step, type=U32, dst=i)
+
+
+class _Kernel:
+    """Emits one smem_ready kernel: prologue (split the roots, fill shared memory), the
+    run loop of a thread or warp worker, the epilogue (counters)."""
+
+    def __init__(self, module, name, root, arrays, dispatch, granularity, instrument):
+        self.m, self.name, self.root, self.a = module, name, root, arrays
+        self.lay = arrays.layout
+        self.dispatch, self.granularity, self.instrument = dispatch, granularity, instrument
+
+    def emit(self) -> None:
+        b = self.b = Builder.entry(self.m, self.name, KERNEL_PARAMS)
+        self.probe = Probe(b, self.instrument)
+        self.counters = b.param("counters")
+        self.tid, self.ntid = b.special("tid.x"), b.special("ntid.x")
+        self.prologue()
+        if self.granularity == "thread":
+            self.thread_loop()
+        else:
+            self.warp_loop()
+        self.probe.finish(self.counters, b.global_index())
+        b.ret()
+
+    # ------------------------------------------------------------ prologue
+
+    def prologue(self) -> None:
+        b, a, lay = self.b, self.a, self.lay
+        frames, ntasks, args = b.param("frames"), b.param("ntasks"), b.param("args")
+        ctaid, nctaid = b.special("ctaid.x"), b.special("nctaid.x")
+        per = b.div(b.add(ntasks, b.sub(nctaid, 1, type=U32), type=U32), nctaid, type=U32)
+        first = b.mul(ctaid, per, type=U32)
+        with b.if_(b.setp("ge", first, ntasks, type=U32)):
+            b.exit()  # a block with no tasks (more blocks than tasks)
+        nroots = b.min(per, b.sub(ntasks, first, type=U32), type=U32)
+        with b.if_(b.setp("gt", nroots, lay.capacity, type=U32)):
+            with b.if_(b.setp("eq", self.tid, 0, type=U32)):
+                b.atom("global", "cas", b.add(frames, ERROR_OFFSET, type=U64), 0,
+                       ERROR_SMEM_FULL, type=B32)
+            b.exit()
+        with _strided(b, self.tid, self.ntid, nroots) as i:
+            self.spawn_root(i, b.add(first, i, type=U32), args)
+        with _strided(b, self.tid, self.ntid, lay.words) as w:
+            k = b.max(b.sub(nroots, b.shl(w, 5, type=B32), type=S32), 0, type=S32)
+            bits = b.sub(b.shl(1, k, type=B32), 1, type=U32)  # shl by 32 is 0 in PTX
+            b.st("shared", _addr(b, a.ready, w), bits, type=B32)
+        with b.if_(b.setp("eq", self.tid, 0, type=U32)):
+            ctl = _addr(b, a.ctl)
+            b.st("shared", b.add(ctl, CTL_LIVE, type=U32), nroots, type=U32)
+            b.st("shared", b.add(ctl, CTL_ALLOC, type=U32), nroots, type=U32)
+            b.st("shared", b.add(ctl, CTL_GLOBALS, type=U32), frames, type=U64)
+        b.bar_sync(0)
+
+    def slot_addr(self, slot):
+        return _addr(self.b, self.a.slots, slot, self.lay.slot_bytes)
+
+    def spawn_root(self, slot, task, args) -> None:
+        """Root ``task`` into ``slot``: poll_fn, arguments, resume = 0, state WOKEN."""
+        b, root = self.b, self.root
+        hdr = self.slot_addr(slot)
+        frame = b.add(hdr, SLOT_HEADER, type=U32)
+        if self.dispatch == "indirect":
+            b.st("shared", hdr, b.mov(Sym(root.poll_name)), type=U64)
+        b.st("shared", b.add(frame, root.arg_offset("task"), type=U32), task, type=U32)
+        b.st("shared", b.add(frame, root.arg_offset("args"), type=U32), args, type=U64)
+        b.st("shared", frame, b.mov(0, type=U32))
+        b.st("shared", _addr(b, self.a.state, slot), b.mov(WOKEN, type=B32))
+
+    # ------------------------------------------------------------ one task
+
+    def run_task(self, slot, word, bit) -> None:
+        """Poll the claimed task in ``slot`` (its ready bit ``bit`` of ``word`` is clear)."""
+        b, a, probe = self.b, self.a, self.probe
+        state = _addr(b, a.state, slot)
+        b.atom("shared", "exch", state, RUNNING, type=B32, **SYNC)  # consumes the wake
+        hdr = self.slot_addr(slot)
+        frame = b.cvt(b.add(hdr, SLOT_HEADER, type=U32), U64)
+        task = b.mad(b.special("ctaid.x"), self.lay.capacity, slot, type=U32)
+        probe.begin()
+        if self.dispatch == "direct":
+            status = b.call(self.root.poll_name, [frame, task, self.counters])
+        else:
+            fptr = b.ld("shared", hdr, U64)
+            status = b.call(fptr, [frame, task, self.counters],
+                            proto=self.m.functions[self.root.poll_name])
+        probe.poll_done(status)
+        with b.if_(b.setp("eq", status, READY, type=U32)):
+            b.red("shared", "or", state, DONE, type=B32, **RELEASE)  # RUNNING stays: wakes are no-ops
+            b.red("shared", "add", b.add(_addr(b, a.ctl), CTL_LIVE, type=U32), 0xFFFFFFFF,
+                  type=U32, **RELEASE)
+        with b.if_(b.setp("ne", status, READY, type=U32)):
+            old = b.atom("shared", "and", state, ~RUNNING & 0xFFFFFFFF, type=B32, **SYNC)
+            woken = b.setp("ne", b.and_(old, WOKEN, type=B32), 0, type=B32)
+            with b.if_(woken):  # woken while running: we queue it again
+                b.red("shared", "or", word, bit, type=B32, **RELEASE)
+                probe.add("queue_ops")
+
+    # ------------------------------------------------------------ housekeeping
+
+    def drain_mailbox(self) -> None:
+        """Take this block's cross-block wakes (if its flag is set) and wake those tasks."""
+        b, a = self.b, self.a
+        mb = _mailbox(b, a, b.special("ctaid.x"))
+        flag = b.ld("global", mb, B32, sem="relaxed", scope="gpu")
+        with b.if_(b.setp("ne", flag, 0, type=B32)):
+            took = b.atom("global", "exch", mb, 0, type=B32, sem="acquire", scope="gpu")
+            with b.if_(b.setp("ne", took, 0, type=B32)):
+                with _strided(b, 0, 1, self.lay.words) as w:
+                    addr = b.add(mb, b.cvt(b.shl(b.add(w, 1, type=U32), 2, type=B32), U64), type=U64)
+                    bits = b.atom("global", "exch", addr, 0, type=B32, sem="relaxed", scope="gpu")
+                    with b.loop() as lp:
+                        lp.break_if(b.setp("eq", bits, 0, type=B32))
+                        slot = b.add(b.shl(w, 5, type=B32), _ctz(b, bits), type=U32)
+                        _wake_local(b, a, slot)
+                        b.and_(bits, b.sub(bits, 1, type=U32), type=B32, dst=bits)
+
+    def idle_check(self, done) -> None:
+        """After a sweep that found nothing: done when every task of the block is Ready;
+        else take the mail, and now and then look at the host's stop flag."""
+        b, a = self.b, self.a
+        live = b.ld("shared", b.add(_addr(b, a.ctl), CTL_LIVE, type=U32), U32, sem="volatile")
+        b.selp(1, 0, b.setp("eq", live, 0, type=U32), type=U32, dst=done)
+        with b.if_(b.setp("eq", done, 0, type=U32)):
+            self.drain_mailbox()
+            b.add(self.spins, 1, type=U32, dst=self.spins)
+            check = b.setp("eq", b.and_(self.spins, STOP_CHECK_EVERY - 1, type=B32), 0, type=B32)
+            with b.if_(check):
+                flag = b.ld("global", b.param("stop"), U32, sem="volatile")
+                b.selp(1, 0, b.setp("ne", flag, 0, type=U32), type=U32, dst=done)
+
+    # ------------------------------------------------------------ run loops
+
+    def thread_loop(self) -> None:
+        """Each thread claims single ready bits, from a cursor that starts at its own lane's
+        bit of its warp's word and moves past every task it claims."""
+        b, a, lay, probe = self.b, self.a, self.lay, self.probe
+        lane = b.and_(self.tid, 31, type=B32)
+        cw = b.rem(b.shr(self.tid, 5, type=U32), lay.words, type=U32)
+        cb = b.mov(lane, type=U32)
+        found = b.mov(0, type=U32)  # claimed anything in this sweep
+        since_mail = b.mov(0, type=U32)
+        self.spins = b.mov(0, type=U32)
+        done = b.mov(0, type=U32)
+        sweep_t0 = b.special("clock64") if self.instrument else None
+        with b.loop() as loop:
+            word = _addr(b, a.ready, cw)
+            bits = b.ld("shared", word, B32, sem="volatile")
+            cand = b.and_(bits, b.shl(b.mov(0xFFFFFFFF, type=B32), cb, type=B32), type=B32)
+            have = b.setp("ne", cand, 0, type=B32)
+            with b.if_(have):
+                bit_i = _ctz(b, cand)
+                bit = b.shl(b.mov(1, type=B32), bit_i, type=B32)
+                old = b.atom("shared", "and", word, b.not_(bit, type=B32), type=B32, **SYNC)
+                probe.add("queue_ops")
+                lost = b.setp("eq", b.and_(old, bit, type=B32), 0, type=B32)
+                with b.if_(lost):  # another worker took it: look again at this word
+                    probe.add("cas_retries")
+                    loop.continue_if(lost)
+                self.run_task(b.mad(cw, 32, bit_i, type=U32), word, bit)
+                b.mov(1, type=U32, dst=found)
+                b.add(since_mail, 1, type=U32, dst=since_mail)
+                with b.if_(b.setp("ge", since_mail, MAIL_CHECK_EVERY, type=U32)):
+                    self.drain_mailbox()
+                    b.mov(0, type=U32, dst=since_mail)
+                b.add(bit_i, 1, type=U32, dst=cb)
+                loop.continue_if(b.setp("lt", cb, 32, type=U32))
+            # nothing at or after the cursor in this word: next word
+            b.mov(0, type=U32, dst=cb)
+            b.add(cw, 1, type=U32, dst=cw)
+            wrapped = b.setp("eq", cw, lay.words, type=U32)
+            with b.if_(wrapped):
+                b.mov(0, type=U32, dst=cw)
+                with b.if_(b.setp("eq", found, 0, type=U32)):
+                    if self.instrument:
+                        probe.add("idle_cycles", b.sub(b.special("clock64"), sweep_t0, type=U64))
+                    self.idle_check(done)
+                    loop.break_if(b.setp("ne", done, 0, type=U32))
+                b.mov(0, type=U32, dst=found)
+                if self.instrument:
+                    b.mov(b.special("clock64"), dst=sweep_t0)
+
+    def warp_loop(self) -> None:
+        """Each warp takes a whole word of ready bits (lane 0's ``atom.exch``) and its lanes
+        poll those tasks in lockstep; the warp visits the words round robin."""
+        b, a, lay, probe = self.b, self.a, self.lay, self.probe
+        lane = b.and_(self.tid, 31, type=B32)
+        leader = b.setp("eq", lane, 0, type=B32)
+        cw = b.rem(b.shr(self.tid, 5, type=U32), lay.words, type=U32)
+        found = b.mov(0, type=U32)
+        since_mail = b.mov(0, type=U32)
+        self.spins = b.mov(0, type=U32)
+        done = b.mov(0, type=U32)
+        sweep_t0 = b.special("clock64") if self.instrument else None
+        with b.loop() as loop:
+            word = _addr(b, a.ready, cw)
+            took = b.mov(0, type=B32)
+            with b.if_(leader):
+                bits = b.ld("shared", word, B32, sem="volatile")
+                with b.if_(b.setp("ne", bits, 0, type=B32)):
+                    b.atom("shared", "exch", word, 0, type=B32, dst=took, **SYNC)
+                    probe.add("queue_ops")
+            took = b.shfl("idx", took, 0)
+            with b.if_(b.setp("ne", took, 0, type=B32)):
+                b.mov(1, type=U32, dst=found)
+                b.add(since_mail, 1, type=U32, dst=since_mail)
+                bit = b.shl(b.mov(1, type=B32), lane, type=B32)
+                with b.if_(b.setp("ne", b.and_(took, bit, type=B32), 0, type=B32)):
+                    self.run_task(b.mad(cw, 32, lane, type=U32), word, bit)
+            b.bar_warp_sync()
+            b.add(cw, 1, type=U32, dst=cw)
+            with b.if_(b.setp("eq", cw, lay.words, type=U32)):
+                b.mov(0, type=U32, dst=cw)
+                with b.if_(b.setp("eq", found, 0, type=U32)):
+                    if self.instrument:
+                        probe.add("idle_cycles", b.sub(b.special("clock64"), sweep_t0, type=U64))
+                    with b.if_(leader):
+                        self.idle_check(done)
+                    b.shfl("idx", done, 0, dst=done)  # one decision for the whole warp
+                    loop.break_if(b.setp("ne", done, 0, type=U32))
+                with b.if_(b.setp("ne", found, 0, type=U32)):
+                    with b.if_(b.setp("ge", since_mail, MAIL_CHECK_EVERY, type=U32)):
+                        with b.if_(leader):
+                            self.drain_mailbox()
+                        b.mov(0, type=U32, dst=since_mail)
+                b.mov(0, type=U32, dst=found)
+                if self.instrument:
+                    b.mov(b.special("clock64"), dst=sweep_t0)
+
+
+__all__ = ["SmemReady", "SmemReadyKernel", "Layout", "capacity_for", "shared_bytes",
+           "ERROR_SMEM_FULL", "ERROR_POOL_FULL"]

@@ -1,0 +1,308 @@
+"""smem_ready (block-local executor, frames and ready bitmask in shared memory) on the
+emulator, and on a GPU under -m gpu: seed_demo, yield-heavy roots, a cross-block wake
+through the mailbox, the shared-memory capacity error, the shared frame space."""
+
+import numpy as np
+import pytest
+
+from executors import get_executor
+from executors.base import COUNTER_FIELDS
+from executors.smem_ready import (
+    ERROR_SMEM_FULL, STATIC_SMEM_LIMIT, SmemReady, capacity_for, shared_bytes,
+)
+from harness.backend import EmuBackend
+from harness.cases import CaseSpec, run_case
+from harness.errors import PollbenchError
+from harness.futures import FutureBuildError, async_fn, set_frame_space, yield_now
+from harness.gpu.testing import requires_gpu
+from harness.ptx import Module
+from harness.ptx.types import U32, U64
+from workloads.seed_demo import async_multi_step
+
+GRID = [(d, g) for d in ("direct", "indirect") for g in ("thread", "warp")]
+ROOT = [("task", U32), ("args", U64)]
+
+
+def _gpu():
+    from harness.backend import GpuBackend
+
+    return GpuBackend()
+
+
+def _run(root, n, block, backend, granularity="thread", dispatch="direct", grid=None,
+         words=0, instrument=False, ex=None):
+    """Run ``root`` over ``n`` tasks under smem_ready; ``args`` points at ``words`` zeroed
+    u32s the tasks may use. Returns (u32 words, per-thread counters or None, kernel, frames)."""
+    ex = ex or get_executor("smem_ready")
+    m = Module(arch=getattr(backend, "arch", "sm_90"))
+    k = ex.build(m, root, dispatch, granularity, instrument=instrument)
+    backend.load(m)
+    grid = grid if grid is not None else -(-n // block)
+    mem = backend.to_device(np.zeros(max(words, 1), np.uint32))
+    frames = backend.alloc(k.state_bytes + n * k.stride)
+    counters = 0
+    if instrument:
+        counters = backend.to_device(np.zeros(grid * block * len(COUNTER_FIELDS), np.uint64))
+    ex.launch(backend, k, grid, block, [frames, np.uint32(n), mem, backend.stop_ptr(), counters],
+              checked=True)
+    out = backend.read(mem, np.uint32, max(words, 1))
+    c = None
+    if instrument:
+        raw = backend.read(counters, np.uint64, grid * block * len(COUNTER_FIELDS))
+        c = {f: raw.reshape(-1, len(COUNTER_FIELDS))[:, i] for i, f in enumerate(COUNTER_FIELDS)}
+    return out, c, k, frames
+
+
+# ------------------------------------------------------------------- seed_demo
+
+
+@pytest.mark.parametrize("dispatch,granularity", GRID)
+def test_seed_demo_emulator(dispatch, granularity):
+    # 200 tasks over blocks of 64: a partial last block
+    spec = CaseSpec("smem_ready", "seed_demo", dispatch, granularity, ntasks=200, block=64, seed=5)
+    r = run_case(spec, EmuBackend())
+    assert r.check == "pass", r.check
+    assert r.baseline_check == "pass"
+    c = r.extra["counters"]
+    assert c["polls_per_task"] == 1.0 and c["pending_per_task"] == 0.0  # seed_demo never waits
+
+
+@requires_gpu
+@pytest.mark.parametrize("dispatch,granularity", GRID)
+def test_seed_demo_gpu(dispatch, granularity):
+    spec = CaseSpec("smem_ready", "seed_demo", dispatch, granularity, ntasks=1 << 20, seed=11)
+    with _gpu() as be:
+        r = run_case(spec, be, repeats=10)
+    assert r.check == "pass", r.check
+    assert r.time_ms > 0
+    print(f"{spec.label}: {r.time_ms:.4f} ms vs baseline {r.baseline_ms:.4f} ms")
+
+
+# ------------------------------------------------------------------- frame space
+
+
+@async_fn(params=ROOT, output=None, name="multi_root")
+def multi_root(f, task, args):
+    f.await_(async_multi_step(task))
+    return None
+
+
+def test_frames_are_in_shared_memory():
+    m = Module()
+    get_executor("smem_ready").build(m, multi_root)
+    ptx = m.to_ptx()
+    decl = "poll_async_multi_step(.param .u64 frame, .param .u32 task, .param .u64 exec)\n{"
+    body = ptx[ptx.index(decl):]
+    body = body[:body.index("\n}")]
+    assert "ld.shared.u32" in body and "st.shared" in body  # the child's frame too
+    assert "ld.global" not in body and "st.global" not in body
+    assert "cvt.u32.u64" in body  # the ABI's u64 frame carries a 32-bit shared address
+
+
+def test_frame_space_is_fixed_once_futures_are_emitted():
+    from executors.base import define_noop_wake
+
+    m = Module()
+    define_noop_wake(m)
+    async_multi_step.emit(m)
+    with pytest.raises(FutureBuildError, match="set the frame space before"):
+        set_frame_space(m, "shared")
+    with pytest.raises(FutureBuildError, match="frame space must be"):
+        set_frame_space(Module(), "local")
+
+
+# ------------------------------------------------------------------- yields
+
+
+@async_fn(params=ROOT, output=None, name="yield_k")
+def yield_k(f, task, args):
+    """Yield ``task % 5`` times, counting polls of the first state in ``args[task]``, and
+    write the number of yields to ``args[n + task]`` (n = 1024) when Ready."""
+    f.local("i", U32)
+    f.set("i", f.mov(0, type=U32))
+    with f.loop() as lp:
+        lp.break_if(f.setp("ge", f.get("i"), f.rem(f.arg("task"), 5, type=U32)))
+        f.await_(yield_now())
+        f.set("i", f.add(f.get("i"), 1))
+    done = f.element_addr(f.arg("args"), f.add(f.arg("task"), 1024), 4)
+    f.red("global", "add", done, f.add(f.get("i"), 1))  # yields + 1: a second Ready shows
+    return None
+
+
+def _check_yields(out, n, c):
+    yields = np.arange(n) % 5
+    assert (out[1024:1024 + n] == yields + 1).all(), "a task completed twice or not at all"
+    if c is not None:
+        assert c["polls"].sum() == (yields + 1).sum()
+        assert c["pending_polls"].sum() == yields.sum()
+        assert c["wakes"].sum() == yields.sum()  # every yield wakes itself once
+        assert (c["poll_cycles"] <= c["total_cycles"]).all()
+
+
+@pytest.mark.parametrize("dispatch,granularity", GRID)
+def test_yield_heavy_root_completes_with_the_right_counts(dispatch, granularity):
+    n = 160
+    out, c, _, _ = _run(yield_k, n, 64, EmuBackend(), granularity, dispatch, words=2048,
+                        instrument=True)
+    _check_yields(out, n, c)
+
+
+def test_yield_heavy_root_under_random_schedules():
+    for seed in range(4):
+        out, _, _, _ = _run(yield_k, 70, 32, EmuBackend(policy="random", seed=seed), words=2048)
+        _check_yields(out, 70, None)
+
+
+@requires_gpu
+@pytest.mark.parametrize("granularity", ["thread", "warp"])
+def test_yield_heavy_root_gpu(granularity):
+    n = 1000
+    with _gpu() as be:
+        out, c, _, _ = _run(yield_k, n, 128, be, granularity, words=2048, instrument=True)
+    _check_yields(out, n, c)
+
+
+# ------------------------------------------------------------------- cross-block wake
+
+WAITER, FLAG, POLLS = 0, 1, 2  # u32 words of args: the waiter's waker, the flag, its polls
+EMPTY = 0xFFFFFFFF
+
+
+def _cross_block_root():
+    @async_fn(params=ROOT, output=None, name="cross_block_root")
+    def root(f, task, args):
+        with f.if_(f.setp("eq", task, 0)):
+            f.await_(waiter(args))
+            f.ready()
+        first_of_block_1 = f.ld("global", f.add(f.arg("args"), 4 * 3, type=U64), U32)
+        with f.if_(f.setp("eq", f.arg("task"), first_of_block_1)):
+            f.await_(setter(f.arg("args")))
+        return None
+    return root
+
+
+@async_fn(params=[("args", U64)], output=None, name="mailbox_waiter")
+def waiter(f, args):
+    """Register this task's waker in args[WAITER], then Ready once args[FLAG] is set; Pending
+    otherwise, *without* waking itself (only the setter's wake brings it back)."""
+    f.new_state()
+    f.red("global", "add", f.add(f.arg("args"), 4 * POLLS, type=U64), f.mov(1, type=U32))
+    f.st("global", f.arg("args"), f.task, type=U32, sem="release", scope="gpu")
+    f.fence("sc", "gpu")  # register, then check (the setter sets, then reads the waker)
+    flag = f.ld("global", f.add(f.arg("args"), 4 * FLAG, type=U64), U32, sem="acquire",
+                scope="gpu")
+    with f.if_(f.setp("ne", flag, 0)):
+        f.ready()
+    f.pending()
+
+
+@async_fn(params=[("args", U64)], output=None, name="mailbox_setter")
+def setter(f, args):
+    """Yield until the waiter has registered, then set the flag and wake it."""
+    with f.loop() as lp:
+        w = f.ld("global", f.arg("args"), U32, sem="acquire", scope="gpu")
+        lp.break_if(f.setp("ne", w, EMPTY))
+        f.await_(yield_now())
+    f.st("global", f.add(f.arg("args"), 4 * FLAG, type=U64), f.mov(1, type=U32),
+         sem="release", scope="gpu")
+    f.fence("sc", "gpu")
+    f.call("wake", [f.ld("global", f.arg("args"), U32, sem="acquire", scope="gpu"), f.exec])
+    return None
+
+
+def _cross_block_run(backend, granularity, block=32, n=64):
+    root = _cross_block_root()
+    words = np.zeros(4, np.uint32)
+    words[WAITER] = EMPTY
+    words[3] = n // 2  # the first task of block 1 (two blocks of n/2 tasks)
+    ex = get_executor("smem_ready")
+    m = Module(arch=getattr(backend, "arch", "sm_90"))
+    k = ex.build(m, root, "direct", granularity, instrument=True)
+    backend.load(m)
+    mem = backend.to_device(words)
+    frames = backend.alloc(k.state_bytes + n * k.stride)
+    counters = backend.to_device(np.zeros(2 * block * len(COUNTER_FIELDS), np.uint64))
+    ex.launch(backend, k, 2, block, [frames, np.uint32(n), mem, backend.stop_ptr(), counters],
+              checked=True)
+    out = backend.read(mem, np.uint32, 4)
+    raw = backend.read(counters, np.uint64, 2 * block * len(COUNTER_FIELDS))
+    c = {f: raw.reshape(2, block, -1)[:, :, i] for i, f in enumerate(COUNTER_FIELDS)}
+    return out, c, k
+
+
+@pytest.mark.parametrize("granularity", ["thread", "warp"])
+def test_cross_block_wake_goes_through_the_mailbox(granularity):
+    out, c, k = _cross_block_run(EmuBackend(), granularity)
+    assert out[FLAG] == 1
+    assert out[WAITER] == 0 * k.layout.capacity + 0  # block 0, slot 0
+    # Polled once before the flag was set and once after the wake: the waiter never woke
+    # itself, so its second poll came from the mailbox drain.
+    assert out[POLLS] == 2
+    assert c["wakes"][1].sum() >= 1  # the setter (block 1) woke someone
+
+
+@requires_gpu
+@pytest.mark.parametrize("granularity", ["thread", "warp"])
+def test_cross_block_wake_gpu(granularity):
+    with _gpu() as be:
+        out, c, k = _cross_block_run(be, granularity, block=128, n=256)
+    assert out[FLAG] == 1 and out[POLLS] == 2
+
+
+# ------------------------------------------------------------------- capacity
+
+
+def test_capacity_rule():
+    for slot in (16, 152, 1000, 20000):
+        cap = capacity_for(slot)
+        assert shared_bytes(cap, slot) <= STATIC_SMEM_LIMIT < shared_bytes(cap + 1, slot)
+    assert capacity_for(60000) == 0
+
+
+def test_a_frame_bigger_than_shared_memory_is_a_build_error():
+    @async_fn(params=ROOT, output=None, name="huge_frame")
+    def huge(f, task, args):
+        for i in range(7000):  # 7000 locals x 8 B > 48 KiB
+            f.local(f"v{i}", U32)
+        return None
+
+    with pytest.raises(PollbenchError, match="does not fit"):
+        get_executor("smem_ready").build(Module(), huge)
+
+
+def test_too_many_tasks_for_shared_memory_is_a_clear_error():
+    ex = SmemReady(capacity=32)
+    with pytest.raises(PollbenchError, match=r"40 tasks per block do not fit in shared memory: "
+                                             r"a block holds 32 tasks"):
+        _run(yield_k, 80, 32, EmuBackend(), words=2048, ex=ex, grid=2)
+    # run_case, one root per thread: blocks of 64 > 32 slots
+    from executors import EXECUTORS
+
+    saved = EXECUTORS["smem_ready"]
+    EXECUTORS["smem_ready"] = ex
+    try:
+        with pytest.raises(PollbenchError, match="64 tasks per block do not fit"):
+            run_case(CaseSpec("smem_ready", "seed_demo", ntasks=128, block=64), EmuBackend())
+    finally:
+        EXECUTORS["smem_ready"] = saved
+
+
+def test_too_many_tasks_is_a_device_error_without_the_host_check():
+    """Launched directly (no host check), the kernel refuses and says why in the error
+    word instead of overrunning shared memory."""
+    ex = SmemReady(capacity=32)
+    m = Module()
+    k = ex.build(m, yield_k)
+    be = EmuBackend()
+    be.load(m)
+    mem = be.to_device(np.zeros(2048, np.uint32))
+    frames = be.alloc(k.state_bytes + 80 * k.stride)
+    be.zero(frames, k.state_bytes)
+    be.launch(k.name, 2, 32, [frames, np.uint32(80), mem, be.stop_ptr(), 0])
+    assert be.read(frames + k.error_offset, np.uint32, 1)[0] == ERROR_SMEM_FULL
+    assert (be.read(mem, np.uint32, 2048) == 0).all()  # no task ran
+
+
+def test_warp_workers_need_whole_warps():
+    with pytest.raises(PollbenchError, match="whole warps"):
+        _run(yield_k, 40, 40, EmuBackend(), "warp", words=2048)
