@@ -2,10 +2,13 @@
 
 from harness.errors import PollbenchError
 from workloads.base import Workload
+from workloads.fan_out import FanOutWorkload
+from workloads.ping_pong import PingPongWorkload
 from workloads.seed_demo import SeedDemoWorkload
 from workloads.yield_storm import YieldStormWorkload
 
-WORKLOADS: dict = {w.name: w for w in (SeedDemoWorkload(), YieldStormWorkload())}
+WORKLOADS: dict = {w.name: w for w in (SeedDemoWorkload(), YieldStormWorkload(), PingPongWorkload(),
+                                         FanOutWorkload())}
 
 
 def get_workload(name: str) -> Workload:

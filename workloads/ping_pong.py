@@ -1,0 +1,159 @@
+"""``ping_pong``: task pairs passing a token through two SPSC channels (DESIGN §6).
+
+Tasks ``2p`` (ping) and ``2p + 1`` (pong) share pair ``p``'s channels ``ab`` and ``ba``
+(capacity 1, ``harness.futures.channel``). For ``R_p`` rounds ping sends its token on ``ab``
+and awaits the reply on ``ba``; pong receives, replies ``3 * token + 1``; ping's next token is
+``reply + 7`` (u32, wrapping). Outputs (SoA): 0: the task's last token (ping: ``reply + 7``
+after the last round; pong: the last token it received), 1: messages it received. A pair is
+adjacent ids, so with an even block size both tasks live in one block: they are co-resident,
+whatever the grid (a pair split over blocks could wait on a block that never gets an SM).
+An odd last task has no partner and runs 0 rounds.
+
+Figure: wake-to-poll latency, measured on the device. Right before each send the sender
+stamps ``%globaltimer`` into the receiver's ``stamp`` cell; the receiver's poll that takes
+the token reads ``%globaltimer`` again and accumulates the difference. The receiver is parked
+on the channel at that point in all but the first round, so the interval is: the sender's
+publish, its ``wake`` (fetch_or + push), the receiver's worker finding the task in its next
+batch, and the poll itself. ``metrics`` reports the mean and the max over all messages of
+all runs of the case (the stats buffer accumulates), and messages per second.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.futures.channel import channel_bytes, recv, send
+from harness.futures.lib import AsyncFn
+from harness.ptx.types import U32, U64
+from workloads.base import Workload
+
+CB = channel_bytes(1)
+SUM, COUNT, MAX, STAMP = range(4)  # rows of the stats buffer (u64, SoA)
+
+
+class PingPongWorkload(Workload):
+    name = "ping_pong"
+    summary = "task pairs passing a token through SPSC channels: wake-to-poll latency"
+    input_names = ("x", "rounds", "chans", "stats")
+    outputs_per_task = 2
+    output_dtype = np.uint32
+
+    def __init__(self, rounds: int = 8):
+        self.rounds = rounds
+        self._stats = None
+
+    # ------------------------------------------------------------ device side
+
+    def _stat(self, f, row: int, task):
+        n = f.cvt(self.input_ptr(f, f.arg("args"), len(self.input_names) + 1), U32)
+        base = self.input_ptr(f, f.arg("args"), self.input_names.index("stats"))
+        return f.element_addr(base, f.mad(f.mov(row, type=U32), n, task), 8)
+
+    def _chan(self, f, which: int):
+        """Channel ``ab`` (0) or ``ba`` (1) of this task's pair."""
+        base = self.input_ptr(f, f.arg("args"), self.input_names.index("chans"))
+        pair = f.shr(f.arg("task"), 1)
+        return f.add(f.element_addr(base, pair, 2 * CB), which * CB, type=U64)
+
+    def _stamp_peer(self, f) -> None:
+        peer = f.xor(f.arg("task"), 1, type=U32)
+        f.st("global", self._stat(f, STAMP, peer), f.special("globaltimer"), type=U64)
+
+    def _record_latency(self, f) -> None:
+        me = f.arg("task")
+        lat = f.sub(f.special("globaltimer"), f.ld("global", self._stat(f, STAMP, me), U64),
+                    type=U64)
+        for row, new in ((SUM, lambda old: f.add(old, lat, type=U64)),
+                         (COUNT, lambda old: f.add(old, 1, type=U64)),
+                         (MAX, lambda old: f.max(old, lat, type=U64))):
+            addr = self._stat(f, row, me)
+            f.st("global", addr, new(f.ld("global", addr, U64)), type=U64)
+
+    def root(self) -> AsyncFn:
+        w = self
+
+        def body(f, task, args):
+            f.local("i", U32)
+            f.local("tok", U32)
+            f.set("i", f.mov(0, type=U32))
+            ping = f.setp("eq", f.and_(task, 1, type=U32), 0, type="b32")
+            f.set("tok", f.selp(w.load_input(f, args, "x", f.shr(task, 1), U32),
+                                f.mov(0, type=U32), ping))
+            with f.if_(ping):
+                with f.loop() as lp:
+                    lp.break_if(f.setp("ge", f.get("i"), w._rounds(f)))
+                    w._stamp_peer(f)
+                    f.await_(send(w._chan(f, 0), f.get("tok")))
+                    reply = f.await_(recv(w._chan(f, 1)))
+                    w._record_latency(f)
+                    f.set("tok", f.add(reply, 7))
+                    f.set("i", f.add(f.get("i"), 1))
+            with f.if_(f.setp("ne", f.and_(f.arg("task"), 1, type=U32), 0, type="b32")):
+                with f.loop() as lp:
+                    lp.break_if(f.setp("ge", f.get("i"), w._rounds(f)))
+                    token = f.await_(recv(w._chan(f, 0)))
+                    w._record_latency(f)
+                    f.set("tok", token)
+                    w._stamp_peer(f)
+                    f.await_(send(w._chan(f, 1), f.add(f.mul(f.get("tok"), 3), 1)))
+                    f.set("i", f.add(f.get("i"), 1))
+            w.store_output(f, f.arg("args"), f.arg("task"), 0, f.get("tok"), U32)
+            w.store_output(f, f.arg("args"), f.arg("task"), 1, f.get("i"), U32)
+            return None
+
+        return AsyncFn("ping_pong_root", [("task", U32), ("args", U64)], None, body)
+
+    def _rounds(self, f):
+        return self.load_input(f, f.arg("args"), "rounds", f.arg("task"), U32)
+
+    # -------------------------------------------------------------- host side
+
+    def make_inputs(self, rng: np.random.Generator, n: int) -> dict:
+        pairs = (n + 1) // 2
+        per_pair = rng.integers(max(1, self.rounds // 2), self.rounds + self.rounds // 2,
+                                pairs, dtype=np.uint32, endpoint=True)
+        rounds = np.repeat(per_pair, 2)[:n]
+        if n % 2:
+            rounds[-1] = 0  # no partner
+        return {"x": rng.integers(1, 2**32, pairs, dtype=np.uint32), "rounds": rounds,
+                "chans": np.zeros(pairs * 2 * CB // 4, np.uint32),
+                "stats": np.zeros(4 * n, np.uint64)}
+
+    def reference(self, inputs: dict, n: int) -> np.ndarray:
+        x, rounds = inputs["x"].astype(np.uint64), inputs["rounds"]
+        tok = np.zeros(n, np.uint64)
+        got = np.zeros(n, np.uint32)
+        m = 0xFFFFFFFF
+        for t in range(0, n, 2):
+            v, last_ping = int(x[t // 2]), 0
+            for _ in range(int(rounds[t])):
+                last_ping = v
+                v = ((3 * v + 1) & m) + 7 & m
+            tok[t], got[t] = v, rounds[t]
+            if t + 1 < n:
+                tok[t + 1], got[t + 1] = last_ping, rounds[t + 1]
+        return np.concatenate([tok.astype(np.uint32), got])
+
+    def upload(self, backend, inputs: dict, n: int) -> tuple:
+        args, out = super().upload(backend, inputs, n)
+        table = backend.read(args, np.uint64, len(self.input_names) + 2)
+        self._stats = (backend, int(table[self.input_names.index("stats")]),
+                       int(inputs["rounds"].astype(np.int64).sum()))
+        return args, out
+
+    def metrics(self, n: int, time_ms: float | None) -> dict:
+        """Wake-to-poll latency (ns; on the emulator, emulated steps) from the stats the
+        tasks accumulated over every run of the case, and messages per second."""
+        if self._stats is None:
+            return {}
+        backend, ptr, messages = self._stats
+        s = backend.read(ptr, np.uint64, 4 * n).reshape(4, n)
+        count = int(s[COUNT].sum())
+        out = {"messages_per_run": messages}
+        if count:
+            out["wake_to_poll_ns_mean"] = float(s[SUM].sum() / count)
+            out["wake_to_poll_ns_max"] = int(s[MAX].max())
+            out["latency_samples"] = count
+        if time_ms:
+            out["messages_per_s"] = messages / (time_ms * 1e-3)
+        return out
