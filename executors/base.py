@@ -86,6 +86,16 @@ class Executor:
         backend.zero(args[0], kernel.state_bytes)
         return backend.launch(kernel.name, grid, block, args, checked=checked)
 
+    def enqueue(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
+        """Queue one run without waiting (the timed form of ``launch``)."""
+        backend.zero(args[0], kernel.state_bytes)
+        backend.enqueue(kernel.name, grid, block, args)
+
+    def graph_safe(self, kernel: ExecutorKernel) -> bool:
+        """Whether ``enqueue`` is only kernel launches, so the timing protocol may batch
+        runs into a captured graph (a memset of the state is not captured)."""
+        return kernel.state_bytes == 0
+
 
 class Probe:
     """Instrumentation of one thread's run loop: counters live in registers while the

@@ -50,6 +50,10 @@ class Backend:
         """Run ``kernel``; ``checked`` runs it under the watchdog (a hang is an error)."""
         raise NotImplementedError
 
+    def enqueue(self, kernel: str, grid, block, args=()) -> None:
+        """Queue a launch without waiting for it (what the timing protocol times)."""
+        self.launch(kernel, grid, block, args)
+
     def stop_ptr(self) -> int:
         """Device address of the u32 stop flag executor kernels poll (0 = keep going)."""
         raise NotImplementedError
@@ -174,6 +178,9 @@ class GpuBackend(Backend):
             return Launch(kernel, grid, block)
         ms = self.rt.launch_timed(k, grid, block, *args)
         return Launch(kernel, grid, block, ms)
+
+    def enqueue(self, kernel: str, grid, block, args=()) -> None:
+        self.rt.launch(self.module.kernel(kernel), grid, block, *args)
 
     def stop_ptr(self) -> int:
         return self.rt.stop_flag.ptr

@@ -3,7 +3,6 @@ numpy, timed against the workload's baseline kernel, on one backend."""
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -47,6 +46,8 @@ class CaseResult:
     instructions_per_task: float | None = None
     baseline_instructions_per_task: float | None = None
     extra: dict = field(default_factory=dict)
+    timing: object = None  # harness.measure.Stats of the executor's kernel (GPU)
+    baseline_timing: object = None
 
     @property
     def ok(self) -> bool:
@@ -90,19 +91,30 @@ def _verdict(got: np.ndarray, want: np.ndarray) -> str:
     return f"FAIL: {bad.size} of {got.size} outputs wrong (first at {k}: {got[k]} != {want[k]})"
 
 
-def _median_ms(launch, repeats: int) -> tuple:
-    """Median of ``repeats`` event-timed launches after 3 warm-ups (``launch()`` returns a
-    ``Launch`` with ``time_ms``)."""
-    for _ in range(3):  # warm-up: module load and first-touch stay out of the samples
-        launch()
-    samples = [launch().time_ms for _ in range(repeats)]
-    return statistics.median(samples), len(samples)
+def _time(backend, enqueue, config, graph_safe: bool, nvml: bool = False):
+    """Time ``enqueue`` with DESIGN §7's protocol (harness.measure); with ``nvml``, sample
+    NVML meanwhile. Returns (Stats, NVML summary or None)."""
+    from dataclasses import replace
+
+    from harness.measure import NvmlSampler, TimingConfig, measure
+
+    config = config or TimingConfig()
+    if not graph_safe:
+        config = replace(config, batch=1)
+    if not nvml:
+        return measure(enqueue, backend.rt, config), None
+    with NvmlSampler.for_runtime(backend.rt) as sampler:
+        stats = measure(enqueue, backend.rt, config)
+    return stats, sampler.summary()
 
 
-def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | None = None,
-             instrument: bool = True) -> CaseResult:
+def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
+             arch: str | None = None, instrument: bool = True, timing=None) -> CaseResult:
     """Build, run, check and (on a GPU) time one case; then, with ``instrument``, run the
-    instrumented build once for the bookkeeping counters (timings never include them)."""
+    instrumented build once for the bookkeeping counters (timings never include them).
+
+    ``timing`` is a ``harness.measure.TimingConfig`` (default: DESIGN §7's); ``repeats``, if
+    given, fixes the sample count instead (min = max = repeats)."""
     from harness.compile import arch_limits, compile_ptx, theoretical_occupancy
 
     arch = arch or getattr(backend, "arch", "sm_90")
@@ -140,12 +152,24 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int = 20, arch: str | No
         if b.instructions is not None:
             res.baseline_instructions_per_task = b.instructions / n
     if backend.name == "gpu" and res.ok:
-        res.time_ms, res.samples = _median_ms(
-            lambda: ex.launch(backend, kernel, grid, spec.block, launch_args), repeats)
+        if repeats:
+            from dataclasses import replace
+
+            from harness.measure import TimingConfig
+
+            timing = replace(timing or TimingConfig(), min_samples=repeats, max_samples=repeats)
+        stats, nvml = _time(backend, lambda: ex.enqueue(backend, kernel, grid, spec.block, launch_args),
+                            timing, ex.graph_safe(kernel), nvml=True)
+        res.timing, res.time_ms, res.samples = stats, stats.median_ms, stats.samples
+        if nvml is not None and nvml.get("power_w"):
+            # energy of one run = mean power x the run's median time, per task
+            nvml["energy_per_task_j"] = nvml["power_w"]["mean"] * stats.median_ms / 1e3 / n
+        res.extra["nvml"] = nvml
         if baseline:
-            res.baseline_ms, _ = _median_ms(
-                lambda: backend.launch(baseline, grid, spec.block, [base_args, np.uint32(n)]),
-                repeats)
+            bstats, _ = _time(backend, lambda: backend.enqueue(baseline, grid, spec.block,
+                                                               [base_args, np.uint32(n)]),
+                              timing, True)
+            res.baseline_timing, res.baseline_ms = bstats, bstats.median_ms
     res.extra["metrics"] = wl.metrics(n, res.time_ms)
     if kernel.instrumented is not None and res.ok:
         from executors.base import COUNTER_FIELDS

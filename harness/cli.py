@@ -80,7 +80,7 @@ def cmd_inspect(args) -> int:
     """Resource report per kernel, from nvJitLink (no GPU needed)."""
     from executors import DISPATCH_MODES
     from harness.compile import compile_ptx, theoretical_occupancy
-    from harness.cases import CaseSpec, build_case
+    from harness.cases import CaseSpec, Unsupported, build_case
     from harness.report import console, resources_table
 
     arch = _arch(args)
@@ -88,14 +88,19 @@ def cmd_inspect(args) -> int:
     for ex, wl in itertools.product(exs, wls):
         rows = []
         for dispatch, gran in itertools.product(DISPATCH_MODES, ex.granularities):
-            m, kernel, baseline, _ = build_case(CaseSpec(ex.name, wl.name, dispatch, gran), arch)
+            try:
+                m, kernel, baseline, _ = build_case(CaseSpec(ex.name, wl.name, dispatch, gran), arch)
+            except Unsupported as e:
+                console.print(f"{ex.name} x {wl.name}: not applicable ({e})")
+                break
             compiled = compile_ptx(m.to_ptx(), arch)
             for name in (kernel.name, baseline) if not rows else (kernel.name,):
                 if name and name in compiled.resources:
                     res = compiled.resources[name]
                     occ = theoretical_occupancy(res, args.block, arch)
                     rows.append((name, res, args.block, occ))
-        console.print(resources_table(f"{ex.name} x {wl.name} on {arch}", rows))
+        if rows:
+            console.print(resources_table(f"{ex.name} x {wl.name} on {arch}", rows))
     return 0
 
 
@@ -145,6 +150,16 @@ def _backend_name(name: str | None, device: int) -> str:
     return name
 
 
+def _timing_options(args) -> dict:
+    """The timing protocol's options as plain values (they travel to each case's process)."""
+    from harness.measure import TimingConfig
+
+    opts = {"max_noise": args.max_noise / 100.0, "min_samples": args.min_samples,
+            "timeout_s": args.timeout, "cold": args.cold}
+    TimingConfig(**opts)  # a bad value is a one-line error here, before any case starts
+    return opts
+
+
 def cmd_run(args) -> int:
     """Run every (or the chosen) executor x workload x dispatch x granularity, each case in
     its own process; write the results document; exit 1 if any case did not pass."""
@@ -162,8 +177,9 @@ def cmd_run(args) -> int:
 
         with make_backend(args.backend, args.device) as backend:
             return _selftest(args, backend)
-    if args.timeout <= 0:
-        raise PollbenchError(f"--timeout must be positive, not {args.timeout:g}")
+    if args.case_timeout <= 0:
+        raise PollbenchError(f"--case-timeout must be positive, not {args.case_timeout:g}")
+    timing = _timing_options(args)
     backend = _backend_name(args.backend, args.device)
     exs, wls = _executors_workloads(args)
     ntasks = args.ntasks or (1 << 20 if backend == "gpu" else 256)
@@ -175,8 +191,9 @@ def cmd_run(args) -> int:
     if not specs:
         raise PollbenchError(f"no executor chosen has granularity {', '.join(args.granularity)}")
     env = environment(backend, args.device)
-    options = {"backend": backend, "device": args.device, "repeats": args.repeats}
-    config = {**options, "timeout_s": args.timeout, "ntasks": ntasks, "block": args.block,
+    options = {"backend": backend, "device": args.device, "repeats": args.repeats,
+               "timing": timing}
+    config = {**options, "timeout_s": args.case_timeout, "ntasks": ntasks, "block": args.block,
               "seed": args.seed, "executors": [e.name for e in exs],
               "workloads": [w.name for w in wls], "dispatch": args.dispatch,
               "granularity": args.granularity}
@@ -195,7 +212,7 @@ def cmd_run(args) -> int:
                                        f"{rec['message']}", markup=False, highlight=False)
             progress.advance(bar)
 
-        records = run_cases(specs, options, timeout_s=args.timeout, on_start=start, on_done=done)
+        records = run_cases(specs, options, timeout_s=args.case_timeout, on_start=start, on_done=done)
 
     console.print(case_table(records, backend))
     counts = {s: sum(r["status"] == s for r in records)
@@ -269,11 +286,20 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", choices=["gpu", "emu"], help="default: gpu when present")
     sp.add_argument("--ntasks", type=int, help="tasks per case (default 2^20 GPU, 256 emulator)")
     sp.add_argument("--block", type=int, default=128)
-    sp.add_argument("--repeats", type=int, default=20, help="timed launches per kernel")
+    sp.add_argument("--repeats", type=int,
+                    help="a fixed number of timed samples per kernel (default: the protocol "
+                         "decides, from --max-noise/--min-samples/--timeout)")
+    sp.add_argument("--max-noise", type=float, default=0.5, metavar="PERCENT",
+                    help="stop sampling once the relative std-dev is under this (default 0.5)")
+    sp.add_argument("--min-samples", type=int, default=10, help="samples before stopping (default 10)")
+    sp.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="time limit of one kernel's sampling (default 10)")
+    sp.add_argument("--cold", action="store_true",
+                    help="flush L2 before every sample (no graph batching)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--selftest", action="store_true",
                     help="run the op table's differential self-tests instead")
-    sp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    sp.add_argument("--case-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                     help="wall-clock limit per case, its process's start-up included; the "
                          f"case is then killed and recorded as timeout (default {DEFAULT_TIMEOUT_S:g})")
     sp.add_argument("--out", default="results", metavar="DIR",

@@ -34,7 +34,8 @@ EXIT_GRACE_S = 10.0  # after answering, a child may take this long to tear its c
 def execute_case(spec: dict, options: dict) -> dict:
     """The default case function (runs in the child): one case on a fresh backend.
 
-    ``options``: ``backend`` ("gpu" | "emu"), ``device``, ``repeats``.
+    ``options``: ``backend`` ("gpu" | "emu"), ``device``, ``repeats``, ``timing`` (the
+    keyword arguments of a ``harness.measure.TimingConfig``).
     """
     from harness.backend import make_backend
     from harness.cases import CaseSpec, Unsupported, run_case
@@ -42,7 +43,13 @@ def execute_case(spec: dict, options: dict) -> dict:
 
     try:
         with make_backend(options.get("backend"), options.get("device", 0)) as backend:
-            result = run_case(CaseSpec(**spec), backend, repeats=options.get("repeats", 20))
+            timing = None
+            if options.get("timing"):
+                from harness.measure import TimingConfig
+
+                timing = TimingConfig(**options["timing"])
+            result = run_case(CaseSpec(**spec), backend, repeats=options.get("repeats"),
+                              timing=timing)
     except Unsupported as e:
         return base_record(spec, "skip", str(e))
     return case_record(result)

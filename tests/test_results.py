@@ -378,7 +378,7 @@ def _run_args(tmp_path, *extra):
 
 @pytest.mark.parametrize("fn,status,extra", [
     (fake_cases.failing, "fail", ()),
-    (fake_cases.hanging, "timeout", ("--timeout", "2")),
+    (fake_cases.hanging, "timeout", ("--case-timeout", "2")),
 ])
 def test_run_exits_1_when_a_case_does_not_pass_and_writes_a_valid_file(
         tmp_path, capsys, monkeypatch, fn, status, extra):
@@ -399,5 +399,5 @@ def test_run_no_save_and_usage_errors(tmp_path, capsys, monkeypatch):
     assert main(_run_args(tmp_path, "--no-save")) == 1
     assert "error: block_on/seed_demo/direct/warp: RuntimeError: boom" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-    assert main(_run_args(tmp_path, "--timeout", "0")) == 2
-    assert capsys.readouterr().err.strip() == "pollbench: error: --timeout must be positive, not 0"
+    assert main(_run_args(tmp_path, "--case-timeout", "0")) == 2
+    assert capsys.readouterr().err.strip() == "pollbench: error: --case-timeout must be positive, not 0"
