@@ -56,6 +56,12 @@ for more blocks per SM. More roots per block than that is a clear error on the h
 (before the launch) and ``ERROR_SMEM_FULL`` on the device; a spawn into a full block is
 ``ERROR_POOL_FULL``.
 
+**Spawn** (``spawn(task, exec, poll_fn, args) -> u32``, the run-queue ABI): the child goes
+to the spawner's block -- the next slot of a bump allocator in shared memory, counted live
+before it is queued -- with a root-signature frame ``(task = its id, args)``. In
+``direct`` mode a block with several task types compares the slot's poll_fn with each
+type and calls that one directly.
+
 ``exec`` (the waker's executor word) is the ``counters`` pointer: the executor itself is
 implicitly the current block (``%ctaid`` and the shared arrays), so ``exec`` is free to
 tell ``wake`` where instrumented builds count wakes (0 in timing builds).
@@ -70,7 +76,8 @@ from executors.base import (
     ERROR_POOL_FULL, ERRORS, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, count_at,
 )
 from harness.errors import PollbenchError
-from harness.futures import READY, FutureDef, set_frame_space
+from harness.futures import READY, SPAWN_FAILED, FutureDef, set_frame_space
+from harness.futures.core import ARGS
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.ir import LocalVar
 from harness.ptx.types import S32, TYPES, U32, U64
@@ -87,6 +94,7 @@ ERROR_SMEM_FULL = 2
 ERRORS.setdefault(ERROR_SMEM_FULL, "more tasks in a block than its shared memory holds")
 MAIL_CHECK_EVERY = 64  # polls between mailbox checks of a busy worker
 STOP_CHECK_EVERY = 64  # idle sweeps between reads of the host's stop flag
+SPAWN_PARAMS = (("task", U32), ("exec", U64), ("poll_fn", U64), ("args", U64))
 SYNC = dict(sem="acq_rel", scope="cta")  # the executor's shared atomics
 RELEASE = dict(sem="release", scope="cta")  # red has no acquire side
 
@@ -145,7 +153,7 @@ class SmemReady(Executor):
     name = "smem_ready"
     granularities = ("thread", "warp")
     summary = "block-local !Send tasks: frames and a ready bitmask in shared memory, cross-block wakes through a global mailbox"
-    supports_spawn = False
+    supports_spawn = True
 
     def __init__(self, capacity: int | None = None):
         self.capacity = capacity  # slots per block; None: DEFAULT_CAPACITY + spawn room
@@ -196,15 +204,13 @@ class SmemReady(Executor):
               granularity: str = "thread", instrument: bool = False,
               tasks: tuple = (), spawn_capacity: int = 0) -> SmemReadyKernel:
         self.check(dispatch, granularity)
-        if tasks:
-            raise PollbenchError("smem_ready has no spawn yet: its tasks are the roots only")
+        types = (root,) + tuple(t for t in tasks if t is not root)
         set_frame_space(module, "shared")
-        lay = _Arrays.define(module, self, root, spawn_capacity)
-        root.emit(module)
-        if root.frame_size + SLOT_HEADER > lay.layout.slot_bytes:
-            raise PollbenchError(f"{root.name}'s frame grew after layout")  # never: emit is idempotent
+        lay = _Arrays.define(module, self, types, spawn_capacity)
+        for t in types:
+            t.emit(module)
         name = f"smem_ready_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
-        _Kernel(module, name, root, lay, dispatch, granularity, instrument).emit()
+        _Kernel(module, name, types, lay, dispatch, granularity, instrument).emit()
         # Global bytes "per task": room for one block's mailbox per task, so that the
         # host's ntasks x stride buffer always holds the mailboxes of every block with tasks.
         return SmemReadyKernel(name, stride=lay.layout.mailbox_bytes, frame_bytes=root.frame_size,
@@ -237,11 +243,11 @@ class _Arrays:
     ctl: Sym
 
     @classmethod
-    def define(cls, module: Module, ex: SmemReady, root: FutureDef, spawn_capacity: int):
+    def define(cls, module: Module, ex: SmemReady, types: tuple, spawn_capacity: int):
         existing = getattr(module, "_smem_ready", None)
-        # The frame size is known once the root is emitted; emitting needs wake, which
-        # needs the layout: emit into a scratch module first to learn the frame size.
-        frame = _frame_size(module, root)
+        # A frame size is known once its future is emitted; emitting needs wake (and
+        # spawn), which need the layout: emit into a scratch module first to learn it.
+        frame = max(_frame_size(module, t) for t in types)
         layout = ex.layout(module, frame, spawn_capacity)
         if existing is not None:
             if existing.layout != layout:
@@ -254,19 +260,22 @@ class _Arrays:
                 arr("state", _align(4 * layout.capacity, 16)),
                 arr("ready", _align(4 * layout.words, 16)), arr("ctl", CTL_BYTES))
         _define_wake(module, a)
+        _define_spawn(module, a)
         module._smem_ready = a
         return a
 
 
-def _frame_size(module: Module, root: FutureDef) -> int:
-    """``root``'s frame size, laid out in a scratch module (with a placeholder wake)."""
+def _frame_size(module: Module, fut: FutureDef) -> int:
+    """``fut``'s frame size, laid out in a scratch module (with placeholder wake/spawn)."""
     from executors.base import define_noop_wake
 
     scratch = Module(arch=module.arch)
     set_frame_space(scratch, "shared")
     define_noop_wake(scratch)
-    root.emit(scratch)
-    return root.frame_size
+    sp = Builder.func(scratch, "spawn", SPAWN_PARAMS, ret=U32)
+    sp.ret(sp.mov(SPAWN_FAILED, type=U32))
+    fut.emit(scratch)
+    return fut.frame_size
 
 
 def _addr(b: Builder, sym: Sym, index=None, scale: int = 4):
@@ -329,6 +338,37 @@ def _define_wake(module: Module, a: _Arrays) -> None:
     b.ret()
 
 
+def _define_spawn(module: Module, a: _Arrays) -> None:
+    """``spawn(task, exec, poll_fn, args) -> u32``: a new task in the spawner's block (its
+    tasks are !Send: the spawner runs in this block). Claims the next slot with
+    ``atom.shared.add`` (a bump allocator: slots are not reused within a run), counts it
+    live *before* it can be polled (the spawner's own task keeps ``live`` above 0 meanwhile,
+    so the block cannot finish under it), writes a root-signature frame ``(task, args)``
+    and wakes it. A full block sets ERROR_POOL_FULL and returns SPAWN_FAILED."""
+    if "spawn" in module.functions:
+        raise PollbenchError("smem_ready must define spawn, and this module already has one")
+    b = Builder.func(module, "spawn", SPAWN_PARAMS, ret=U32)
+    counters = b.param("exec")
+    ctl = _addr(b, a.ctl)
+    slot = b.atom("shared", "add", b.add(ctl, CTL_ALLOC, type=U32), 1, type=U32)
+    with b.if_(b.setp("ge", slot, a.layout.capacity, type=U32)):
+        globals_ = b.ld("shared", b.add(ctl, CTL_GLOBALS, type=U32), U64)
+        b.st("global", b.add(globals_, ERROR_OFFSET, type=U64), b.mov(ERROR_POOL_FULL, type=U32),
+             sem="relaxed", scope="gpu")
+        b.ret(b.mov(SPAWN_FAILED, type=U32))
+    b.red("shared", "add", b.add(ctl, CTL_LIVE, type=U32), b.mov(1, type=U32), **RELEASE)
+    hdr = _addr(b, a.slots, slot, a.layout.slot_bytes)
+    frame = b.add(hdr, SLOT_HEADER, type=U32)
+    task = b.mad(b.special("ctaid.x"), a.layout.capacity, slot, type=U32)
+    b.st("shared", hdr, b.param("poll_fn"), type=U64)
+    b.st("shared", b.add(frame, ARGS, type=U32), task, type=U32)  # root signature: task
+    b.st("shared", b.add(frame, ARGS + 8, type=U32), b.param("args"), type=U64)  # then args
+    b.st("shared", frame, b.mov(0, type=U32))  # resume = 0
+    b.st("shared", _addr(b, a.state, slot), b.mov(0, type=B32))
+    _wake_local(b, a, slot, counters)  # publishes the frame (release) and queues it
+    b.ret(task)
+
+
 # ------------------------------------------------------------------------ kernel
 
 
@@ -346,8 +386,9 @@ class _Kernel:
     """Emits one smem_ready kernel: prologue (split the roots, fill shared memory), the
     run loop of a thread or warp worker, the epilogue (counters)."""
 
-    def __init__(self, module, name, root, arrays, dispatch, granularity, instrument):
-        self.m, self.name, self.root, self.a = module, name, root, arrays
+    def __init__(self, module, name, types, arrays, dispatch, granularity, instrument):
+        self.m, self.name, self.types, self.a = module, name, types, arrays
+        self.root = types[0]
         self.lay = arrays.layout
         self.dispatch, self.granularity, self.instrument = dispatch, granularity, instrument
 
@@ -401,7 +442,7 @@ class _Kernel:
         b, root = self.b, self.root
         hdr = self.slot_addr(slot)
         frame = b.add(hdr, SLOT_HEADER, type=U32)
-        if self.dispatch == "indirect":
+        if self.dispatch == "indirect" or len(self.types) > 1:
             b.st("shared", hdr, b.mov(Sym(root.poll_name)), type=U64)
         b.st("shared", b.add(frame, root.arg_offset("task"), type=U32), task, type=U32)
         b.st("shared", b.add(frame, root.arg_offset("args"), type=U32), args, type=U64)
@@ -419,12 +460,7 @@ class _Kernel:
         frame = b.cvt(b.add(hdr, SLOT_HEADER, type=U32), U64)
         task = b.mad(b.special("ctaid.x"), self.lay.capacity, slot, type=U32)
         probe.begin()
-        if self.dispatch == "direct":
-            status = b.call(self.root.poll_name, [frame, task, self.counters])
-        else:
-            fptr = b.ld("shared", hdr, U64)
-            status = b.call(fptr, [frame, task, self.counters],
-                            proto=self.m.functions[self.root.poll_name])
+        status = self.dispatch_poll(hdr, frame, task)
         probe.poll_done(status)
         with b.if_(b.setp("eq", status, READY, type=U32)):
             b.red("shared", "or", state, DONE, type=B32, **RELEASE)  # RUNNING stays: wakes are no-ops
@@ -436,6 +472,28 @@ class _Kernel:
             with b.if_(woken):  # woken while running: we queue it again
                 b.red("shared", "or", word, bit, type=B32, **RELEASE)
                 probe.add("queue_ops")
+
+    def dispatch_poll(self, hdr, frame, task):
+        """``indirect``: call through the slot's poll_fn (type-erased). ``direct``: call the
+        root's poll function, or, when tasks of other types may be spawned, compare poll_fn
+        with each type's address and call that one directly (monomorphised)."""
+        b, types = self.b, self.types
+        args = [frame, task, self.counters]
+        if self.dispatch == "indirect":
+            return b.call(b.ld("shared", hdr, U64), args,
+                          proto=self.m.functions[types[0].poll_name])
+        if len(types) == 1:
+            return b.call(types[0].poll_name, args)
+        fptr = b.ld("shared", hdr, U64)
+        status = b.mov(0, type=U32)
+        done = b.new_label("polled")
+        for t in types:
+            with b.if_(b.setp("eq", fptr, b.mov(Sym(t.poll_name)), type=U64)):
+                b.mov(b.call(t.poll_name, args), dst=status)
+                b.bra(done)
+        b.trap()  # a poll_fn of no known type: a corrupted slot
+        b.place(done)
+        return status
 
     # ------------------------------------------------------------ housekeeping
 

@@ -306,3 +306,26 @@ def test_too_many_tasks_is_a_device_error_without_the_host_check():
 def test_warp_workers_need_whole_warps():
     with pytest.raises(PollbenchError, match="whole warps"):
         _run(yield_k, 40, 40, EmuBackend(), "warp", words=2048)
+
+
+# ------------------------------------------------------------------- spawn
+
+
+@pytest.mark.parametrize("dispatch,granularity", GRID)
+def test_spawned_children_run_in_the_spawners_block(dispatch, granularity):
+    # fan_out: roots spawn 1..4 children (another task type) and join them via a latch
+    spec = CaseSpec("smem_ready", "fan_out", dispatch, granularity, ntasks=64, block=32, seed=2)
+    r = run_case(spec, EmuBackend())
+    assert r.check == "pass", r.check
+
+
+def test_a_full_block_fails_spawns_with_pool_full():
+    from executors import EXECUTORS
+
+    saved = EXECUTORS["smem_ready"]
+    EXECUTORS["smem_ready"] = SmemReady(capacity=40)  # 32 roots + 8 children per block
+    try:
+        r = run_case(CaseSpec("smem_ready", "fan_out", ntasks=64, block=32, seed=2), EmuBackend())
+    finally:
+        EXECUTORS["smem_ready"] = saved
+    assert "task pool full" in r.check, r.check
