@@ -27,7 +27,7 @@ from executors.runqueue import (
 from harness.backend import Launch
 from harness.errors import PollbenchError
 from harness.ptx import Builder
-from harness.ptx.types import U32, U64
+from harness.ptx.types import B32, B64, U32, U64
 
 ROUND_PARAMS = KERNEL_PARAMS + (("handle", U64),)
 EMU_HANDLE = 0x6A0D  # what the emulator passes as the conditional handle
@@ -41,7 +41,8 @@ class Graph(RunQueueExecutor):
     def emit_kernel(self, module, name, types, stride, dispatch, instrument,
                     granularity="thread") -> None:
         if "cudaGraphSetConditional" not in module.functions:
-            Builder.extern(module, "cudaGraphSetConditional", [("handle", U64), ("value", U32)])
+            # .b64/.b32: the declaration the H100 self-test verified (harness/gpu/selftest.py)
+            Builder.extern(module, "cudaGraphSetConditional", [("handle", B64), ("value", B32)])
         b = Builder.entry(module, name, ROUND_PARAMS)
         probe = Probe(b, instrument)
         r = self.prologue(b, instrument)

@@ -55,7 +55,7 @@ def test_graph_calls_set_conditional_and_runs_rounds():
     m, k, _, _ = __import__("harness.cases", fromlist=["build_case"]).build_case(
         CaseSpec("graph", "yield_storm"))
     ptx = m.to_ptx()
-    assert ".extern .func cudaGraphSetConditional(.param .u64 handle, .param .u32 value);" in ptx
+    assert ".extern .func cudaGraphSetConditional(.param .b64 handle, .param .b32 value);" in ptx
     assert "call.uni cudaGraphSetConditional" in ptx
     r = run_case(CaseSpec("graph", "yield_storm", ntasks=8, block=8), EmuBackend(),
                  instrument=False)
