@@ -329,3 +329,23 @@ def test_a_full_block_fails_spawns_with_pool_full():
     finally:
         EXECUTORS["smem_ready"] = saved
     assert "task pool full" in r.check, r.check
+
+
+# ------------------------------------------------------------------- fairness
+
+
+@pytest.mark.parametrize("granularity,block", [("thread", 4), ("warp", 64)])
+def test_a_hog_polls_at_most_twice_per_worker_between_a_victims_polls(granularity, block):
+    """The conformance suite checks one worker; here several workers share a block: the
+    stated bound is 2 x workers per block (module docstring, Fairness)."""
+    from conformance.helpers import run_root
+    from conformance.test_executors import GAP, STARVE, VK, VPOLLS
+
+    n = 24
+    k = np.full(n, 8, np.uint32)
+    r = run_root("smem_ready", STARVE, n, EmuBackend(policy="random", seed=4), rows=5,
+                 init={VK: k}, geometry=(1, block), granularity=granularity)
+    assert (r.rows[VPOLLS][1:] == k[1:] + 1).all()
+    bound = get_executor("smem_ready").poll_gap_bound(r.kernel)
+    assert bound == 2 * (block if granularity == "thread" else block // 32)
+    assert int(r.rows[GAP][1:].max()) <= bound
