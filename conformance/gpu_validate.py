@@ -115,33 +115,43 @@ def print_tables(fig_rows: list, sweep_rows: list, pytest_summary: str, device: 
             print(f"| {r['executor']} | {_fmt(r['min_ns'], 'd')} | {_fmt(r['max_ns'], 'd')} | "
                   f"{r['check'][:30]} | {r['executor_ms_alone']:.3f} | {r['latency_ns_alone']:.0f} | "
                   f"{r['latency_ns_beside']:.0f} | {r['compute_share']:.3f} | {r['overlap']:.2f} |")
-    print(f"\n== conformance (-m gpu): {pytest_summary} ==")
+    print("\n== conformance (-m gpu), per executor ==")
+    for part in pytest_summary.split("; "):
+        print(f"- {part}")
 
 
-def run_pytest(out: str, timeout: float) -> str:
-    """``pytest -m gpu conformance/test_executors.py`` with its verbose log streamed to
-    ``out/conformance-gpu.txt``, so a run cut short by ``timeout`` still says what passed."""
-    log = os.path.join(out, "conformance-gpu.txt")
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider",
-           "conformance/test_executors.py"]
-    with open(log, "w") as fh:
-        p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
-        try:
-            p.wait(timeout=max(20.0, timeout))
-            cut = ""
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            cut = f"cut at {timeout:.0f} s: "
-    lines = open(log).read().splitlines()
-    failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
-    for ln in failed[:30]:
-        print(ln[:300])
-    if cut:
-        passed = sum(" PASSED" in ln for ln in lines)
-        bad = sum(" FAILED" in ln or " ERROR" in ln for ln in lines)
-        return f"{cut}{passed} passed, {bad} failed so far"
-    return lines[-1] if lines else "no output"
+def run_pytest(out: str, timeout: float, executors) -> str:
+    """``pytest -m gpu conformance/test_executors.py``, one process per executor (a kernel
+    fault makes a CUDA context unusable for the rest of its process), each with its verbose
+    log streamed to ``out/conformance-<executor>.txt``, so a run cut short still says what
+    passed. Returns one summary line per executor."""
+    start, summaries = time.time(), []
+    for i, ex in enumerate(executors):
+        left = timeout - (time.time() - start)
+        share = left / (len(executors) - i)
+        log = os.path.join(out, f"conformance-{ex}.txt")
+        cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider",
+               "-k", ex, "conformance/test_executors.py"]
+        with open(log, "w") as fh:
+            p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
+            try:
+                p.wait(timeout=max(20.0, share))
+                cut = ""
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                cut = f"cut at {share:.0f} s: "
+        lines = open(log).read().splitlines()
+        for ln in [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:20]:
+            print(ln[:300])
+        if cut or not lines:
+            passed = sum(" PASSED" in ln for ln in lines)
+            bad = sum(" FAILED" in ln or " ERROR" in ln for ln in lines)
+            summaries.append(f"{ex}: {cut}{passed} passed, {bad} failed so far")
+        else:
+            summaries.append(f"{ex}: {lines[-1].strip('= ')}")
+        print(f"[conformance] {summaries[-1]}", flush=True)
+    return "; ".join(summaries)
 
 
 def main(argv=None) -> int:
@@ -177,7 +187,8 @@ def main(argv=None) -> int:
         print(f"[{time.time() - start:5.1f} s] sweep: {len(sweep_rows)} rows", flush=True)
     summary = "not run"
     if not args.no_pytest:
-        summary = run_pytest(args.out, args.budget - (time.time() - start) - 10)
+        summary = run_pytest(args.out, args.budget - (time.time() - start) - 10,
+                             args.executors.split(","))
     with open(os.path.join(args.out, "gpu_validate.json"), "w") as fh:
         json.dump({"device": device, "figures": fig_rows, "sweep": sweep_rows,
                    "conformance": summary}, fh, indent=1, default=float)

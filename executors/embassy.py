@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from executors.base import Probe
 from executors.runqueue import (
-    KERNEL_PARAMS, STOP_EVERY, Q_LIVE, RunQueueExecutor, finish_counters, header_addr, run_batch,
-    spawn_roots, stop_requested,
+    KERNEL_PARAMS, Q_LIVE, RunQueueExecutor, StopPoller, finish_counters, header_addr,
+    run_batch, spawn_roots,
 )
 from harness.ptx import Builder
 from harness.ptx.types import B32, PRED, U32, U64
@@ -50,7 +50,7 @@ class Embassy(RunQueueExecutor):
         with b.if_(has_roots):
             spawn_roots(b, base, types, gid, r["nworkers"], r["ntasks"], r["args"], stride, probe)
         idle = self.idle_setup(b)
-        it = b.mov(0, type=U32)
+        stopper = StopPoller(b)
         done = b.reg(PRED)
         with b.loop() as lp:
             head = b.mov(0, type=B32)
@@ -72,10 +72,7 @@ class Embassy(RunQueueExecutor):
             # The worker's scope: a thread leaves alone; a warp (vote.sync) or a block
             # (bar.red) leaves when every lane's queue is drained, as block_on's do.
             lp.break_if(self._all(b, done, granularity))
-            b.add(it, 1, dst=it)
-            check = b.setp("eq", b.and_(it, STOP_EVERY - 1, type=U32), 0)
-            with b.if_(check):
-                lp.break_if(self._any(b, stop_requested(b, r["stop"]), granularity))
+            lp.break_if(self._any(b, stopper.poll(b, r["stop"]), granularity))
         finish_counters(b, probe, r["counters"], gid)
         b.ret()
 

@@ -110,8 +110,18 @@ class Graph(RunQueueExecutor):
                               f"{backend.max_steps} instructions without ending the loop")
         return Launch(kernel.name, r.grid, r.block, None, instructions, {"rounds": rounds})
 
+    def enqueue(self, backend, kernel, grid, block, args) -> None:
+        """The timed form: zero the pool and queue the WHILE graph, without waiting."""
+        if backend.name == "emu":
+            self.launch(backend, kernel, grid, block, args)
+            return
+        self.zero_pool(backend, kernel, args)
+        backend.rt.launch_graph(self._graph(backend, kernel, grid, block, args))
+
     @staticmethod
-    def _launch_gpu(backend, kernel, grid, block, args, checked: bool) -> Launch:
+    def _graph(backend, kernel, grid, block, args):
+        """The WHILE graph for this kernel and these arguments (built once, then reused:
+        a graph's kernel arguments are fixed when it is built)."""
         rt = backend.rt
         cache = backend.__dict__.setdefault("_while_graphs", {})
         key = (id(backend.module), kernel.name, str(grid), str(block),
@@ -120,6 +130,11 @@ class Graph(RunQueueExecutor):
         if g is None:
             k = backend.module.kernel(kernel.name)
             g = cache[key] = rt.while_graph(lambda h: rt.launch(k, grid, block, *args, h))
+        return g
+
+    def _launch_gpu(self, backend, kernel, grid, block, args, checked: bool) -> Launch:
+        rt = backend.rt
+        g = self._graph(backend, kernel, grid, block, args)
         if checked:
             outcome = rt.run_graph_with_watchdog(g, timeout_s=backend.timeout_s)
             if outcome != "ok":

@@ -68,7 +68,13 @@ POLL_FN, STATE, NEXT, Q_HEAD, Q_LIVE, HOME, STARTED = 0, 8, 12, 16, 20, 24, 28
 ERROR, POOL_NEXT, FINISHED, NTASKS, COUNTERS = 0, 4, 8, 12, 16
 STATE_BYTES = 64
 INSTRUMENTED = 1  # tag bit of ``exec`` in instrumented builds: wake/spawn count then
-STOP_EVERY = 64  # run-loop iterations between reads of the host's stop flag
+STOP_EVERY = 64  # run-loop iterations between looks at the clock for a stop check
+# ns between a thread's reads of the host's stop flag. The flag is host-mapped memory: every
+# read crosses PCIe, and ~10^5 resident threads reading it every few µs saturate the link
+# and slow every wake (measured on the H100: wake-to-poll 30-100 µs with a per-64-iteration
+# check). Every ~8 ms per thread is ~10^7 reads/s at most, and still stops well within the
+# watchdog's grace.
+STOP_INTERVAL_NS = 1 << 23
 SPAWN_PARAMS = (("task", U32), ("exec", U64), ("poll_fn", U64), ("args", U64))
 
 
@@ -296,8 +302,30 @@ def finish_counters(b: Builder, probe: Probe, counters, gid) -> None:
 
 
 def stop_requested(b: Builder, stop):
-    """Has the host raised the stop flag (the watchdog)?"""
+    """Has the host raised the stop flag (the watchdog)? One read of host memory."""
     return b.setp("ne", b.ld("global", stop, U32, sem="volatile"), 0)
+
+
+class StopPoller:
+    """The run loop's stop check: every STOP_EVERY iterations look at ``%globaltimer``; once
+    STOP_INTERVAL_NS have passed since this thread's last read, read the stop flag."""
+
+    def __init__(self, b: Builder):
+        self.it = b.mov(0, type=U32)
+        self.last = b.special("globaltimer")
+
+    def poll(self, b: Builder, stop):
+        """Emit the check; returns a predicate, true when the host asked to stop."""
+        from harness.ptx.types import PRED
+
+        stopped = b.setp("ne", self.it, self.it)  # false
+        b.add(self.it, 1, dst=self.it)
+        with b.if_(b.setp("eq", b.and_(self.it, STOP_EVERY - 1, type=U32), 0)):
+            now = b.special("globaltimer")
+            with b.if_(b.setp("ge", b.sub(now, self.last, type=U64), STOP_INTERVAL_NS, type=U64)):
+                b.mov(now, dst=self.last)
+                b.mov(stop_requested(b, stop), type=PRED, dst=stopped)
+        return stopped
 
 
 # ------------------------------------------------------------------- executors
@@ -371,6 +399,11 @@ class RunQueueExecutor(Executor):
         self.zero_pool(backend, kernel, args)
         return backend.launch(kernel.name, grid, block, args, checked=checked)
 
+    def enqueue(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
+        """The timed form of ``launch``: the same zeroing, queued, then the kernel."""
+        self.zero_pool(backend, kernel, args)
+        backend.enqueue(kernel.name, grid, block, args)
+
     @staticmethod
     def zero_pool(backend, kernel: ExecutorKernel, args) -> None:
         n = int(args[1])
@@ -381,4 +414,4 @@ class RunQueueExecutor(Executor):
 __all__ = ["SPAWNED", "RUN_QUEUED", "RQ_HEADER", "STATE_BYTES", "RunQueueExecutor", "push",
            "wake_task", "start_task", "run_batch", "dispatch_poll", "spawn_roots",
            "define_wake", "define_spawn", "fill_wake", "fill_spawn", "header_addr",
-           "exec_base", "stop_requested", "finish_counters", "KERNEL_PARAMS"]
+           "exec_base", "stop_requested", "StopPoller", "finish_counters", "KERNEL_PARAMS"]
