@@ -97,6 +97,7 @@ ERROR_SMEM_FULL = 2
 ERRORS.setdefault(ERROR_SMEM_FULL, "more tasks in a block than its shared memory holds")
 MAIL_CHECK_EVERY = 64  # polls between mailbox checks of a busy worker
 STOP_CHECK_EVERY = 64  # idle sweeps between reads of the host's stop flag
+BUSY_STOP_EVERY = 4  # mailbox checks of a busy worker between reads of the stop flag
 SPAWN_PARAMS = (("task", U32), ("exec", U64), ("poll_fn", U64), ("args", U64))
 SYNC = dict(sem="acq_rel", scope="cta")  # the executor's shared atomics
 RELEASE = dict(sem="release", scope="cta")  # red has no acquire side
@@ -527,12 +528,18 @@ class _Kernel:
         live = b.ld("shared", b.add(_addr(b, a.ctl), CTL_LIVE, type=U32), U32, sem="volatile")
         b.selp(1, 0, b.setp("eq", live, 0, type=U32), type=U32, dst=done)
         with b.if_(b.setp("eq", done, 0, type=U32)):
-            self.drain_mailbox()
-            b.add(self.spins, 1, type=U32, dst=self.spins)
-            check = b.setp("eq", b.and_(self.spins, STOP_CHECK_EVERY - 1, type=B32), 0, type=B32)
-            with b.if_(check):
-                flag = b.ld("global", b.param("stop"), U32, sem="volatile")
-                b.selp(1, 0, b.setp("ne", flag, 0, type=U32), type=U32, dst=done)
+            self.busy_check(done, STOP_CHECK_EVERY)
+
+    def busy_check(self, done, every: int) -> None:
+        """Take the mail; every ``every`` calls, read the host's stop flag into ``done``
+        (a block that always has work must still stop: a self-waking task never idles)."""
+        b = self.b
+        self.drain_mailbox()
+        b.add(self.spins, 1, type=U32, dst=self.spins)
+        check = b.setp("eq", b.and_(self.spins, every - 1, type=B32), 0, type=B32)
+        with b.if_(check):
+            flag = b.ld("global", b.param("stop"), U32, sem="volatile")
+            b.selp(1, 0, b.setp("ne", flag, 0, type=U32), type=U32, dst=done)
 
     # ------------------------------------------------------------ run loops
 
@@ -566,8 +573,9 @@ class _Kernel:
                 b.mov(1, type=U32, dst=found)
                 b.add(since_mail, 1, type=U32, dst=since_mail)
                 with b.if_(b.setp("ge", since_mail, MAIL_CHECK_EVERY, type=U32)):
-                    self.drain_mailbox()
+                    self.busy_check(done, BUSY_STOP_EVERY)
                     b.mov(0, type=U32, dst=since_mail)
+                    loop.break_if(b.setp("ne", done, 0, type=U32))
                 b.add(bit_i, 1, type=U32, dst=cb)
                 loop.continue_if(b.setp("lt", cb, 32, type=U32))
             # nothing at or after the cursor in this word: next word
@@ -626,8 +634,10 @@ class _Kernel:
                 with b.if_(b.setp("ne", found, 0, type=U32)):
                     with b.if_(b.setp("ge", since_mail, MAIL_CHECK_EVERY, type=U32)):
                         with b.if_(leader):
-                            self.drain_mailbox()
+                            self.busy_check(done, BUSY_STOP_EVERY)
+                        b.shfl("idx", done, 0, dst=done)
                         b.mov(0, type=U32, dst=since_mail)
+                        loop.break_if(b.setp("ne", done, 0, type=U32))
                 b.mov(0, type=U32, dst=found)
                 if self.instrument:
                     b.mov(b.special("clock64"), dst=sweep_t0)

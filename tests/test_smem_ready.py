@@ -349,3 +349,28 @@ def test_a_hog_polls_at_most_twice_per_worker_between_a_victims_polls(granularit
     bound = get_executor("smem_ready").poll_gap_bound(r.kernel)
     assert bound == 2 * (block if granularity == "thread" else block // 32)
     assert int(r.rows[GAP][1:].max()) <= bound
+
+
+# ------------------------------------------------------------------- stop flag
+
+
+@pytest.mark.parametrize("granularity,block", [("thread", 4), ("warp", 32)])
+def test_the_stop_flag_ends_a_block_that_never_idles(granularity, block):
+    """Tasks that wake themselves forever (wait_flag on a flag nobody sets) keep every sweep
+    busy; a raised stop flag must still end the kernel (the watchdog's way out)."""
+    from harness.futures import wait_flag
+
+    @async_fn(params=ROOT, output=None, name="spin_forever")
+    def spin(f, task, args):
+        f.await_(wait_flag(args, f.mov(1, type=U32)))
+        return None
+
+    ex = get_executor("smem_ready")
+    m = Module()
+    k = ex.build(m, spin, granularity=granularity)
+    be = EmuBackend(max_steps=3_000_000)
+    be.load(m)
+    stop = be.to_device(np.ones(1, np.uint32))
+    mem = be.to_device(np.zeros(1, np.uint32))
+    frames = be.alloc(k.state_bytes + 8 * k.stride)
+    ex.launch(be, k, 1, block, [frames, np.uint32(8), mem, stop, 0])  # returns: no EmuHang
