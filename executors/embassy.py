@@ -53,6 +53,9 @@ class Embassy(RunQueueExecutor):
         stopper = StopPoller(b)
         done = b.reg(PRED)
         with b.loop() as lp:
+            # An iteration whose swap finds the queue empty is idle from here: the swap
+            # itself is Embassy's spin (run_batch's polls restart the mark when it is not).
+            probe.begin()
             head = b.mov(0, type=B32)
             with b.if_(has_roots):
                 b.mov(run_batch(b, base, rec, types, r["exec"], stride, dispatch, probe), dst=head)
@@ -64,7 +67,6 @@ class Embassy(RunQueueExecutor):
                                 scope="gpu")
                     b.setp("eq", live, 0, dst=done)
                 with b.if_(done, negate=True):
-                    probe.begin()
                     self.on_idle(b, idle)
                     probe.end("idle_cycles")
             with b.if_(empty, negate=True):
