@@ -51,6 +51,14 @@ class ExecutorKernel:
     error_offset: int | None = None
 
 
+STOP_EVERY = 64  # run-loop iterations between looks at the clock for a stop check
+# ns between a thread's reads of the host's stop flag. The flag is host-mapped memory: every
+# read crosses PCIe, and ~10^5 resident threads reading it every few µs saturate the link
+# and slow every wake (measured on the H100: wake-to-poll 30-100 µs with a per-64-iteration
+# check). Every ~8 ms per thread is ~10^7 reads/s at most, and still stops well within the
+# watchdog's grace.
+STOP_INTERVAL_NS = 1 << 23
+
 ERROR_POOL_FULL = 1
 ERRORS = {ERROR_POOL_FULL: "task pool full"}
 
@@ -202,3 +210,45 @@ def define_noop_wake(module: Module) -> None:
         return
     w = Builder.func(module, "wake", [("task", U32), ("exec", U64)])
     w.ret()
+
+
+def stop_requested(b: Builder, stop):
+    """Has the host raised the stop flag (the watchdog)? One read of host memory."""
+    return b.setp("ne", b.ld("global", stop, U32, sem="volatile"), 0)
+
+
+class StopPoller:
+    """The run loop's stop check: every STOP_EVERY iterations look at ``%globaltimer``; once
+    STOP_INTERVAL_NS have passed since this thread's last read, read the stop flag."""
+
+    def __init__(self, b: Builder):
+        self.it = b.mov(0, type=U32)
+        self.last = b.special("globaltimer")
+
+    def poll(self, b: Builder, stop):
+        """Emit the check; returns a predicate, true when the host asked to stop."""
+        from harness.ptx.types import PRED
+
+        stopped = b.setp("ne", self.it, self.it)  # false
+        b.add(self.it, 1, dst=self.it)
+        with b.if_(b.setp("eq", b.and_(self.it, STOP_EVERY - 1, type=U32), 0)):
+            now = b.special("globaltimer")
+            with b.if_(b.setp("ge", b.sub(now, self.last, type=U64), STOP_INTERVAL_NS, type=U64)):
+                b.mov(now, dst=self.last)
+                b.mov(stop_requested(b, stop), type=PRED, dst=stopped)
+        return stopped
+
+
+def worker_all(b: Builder, p, granularity: str):
+    """``p`` agreed over the worker: this thread's, or all of its warp's (``vote.sync``) or
+    block's (``bar.red``) -- what a warp or block worker leaves its run loop on."""
+    return {"thread": lambda: p, "warp": lambda: b.vote("all", p),
+            "block": lambda: b.bar_red("and", p)}[granularity]()
+
+
+def worker_any(b: Builder, p, granularity: str):
+    """``p`` true for any thread of the worker. The stop flag is read by each lane at a
+    slightly different time: agreeing on it makes the lanes leave the loop together, so
+    the next collective is not left waiting for a lane that has gone."""
+    return {"thread": lambda: p, "warp": lambda: b.vote("any", p),
+            "block": lambda: b.bar_red("or", p)}[granularity]()

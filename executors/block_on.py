@@ -9,14 +9,13 @@ task in it is Ready, ``bar.red.and``) -- the same polls, different synchronisati
 from __future__ import annotations
 
 from executors.base import (
-    HEADER, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, define_noop_wake, poll_root,
-    spawn_root,
+    HEADER, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller, define_noop_wake,
+    poll_root, spawn_root, worker_all, worker_any,
 )
 from harness.futures import READY, FutureDef
 from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
 
-STOP_CHECK_EVERY = 256  # pending polls between reads of the host's stop flag
 
 
 class BlockOn(Executor):
@@ -48,7 +47,7 @@ class BlockOn(Executor):
         b.add(header, HEADER, type=U64, dst=frame)
         done = b.reg(U32)  # 1 once this thread's task is Ready (or it has none)
         b.selp(0, 1, valid, type=U32, dst=done)
-        spins = b.mov(0, type=U32)
+        stopper = StopPoller(b)
         with b.loop() as loop:
             with b.if_(b.setp("eq", done, 0)):
                 probe.begin()
@@ -58,18 +57,11 @@ class BlockOn(Executor):
             finished = b.setp("ne", done, 0)
             if granularity != "thread":
                 probe.begin()  # a finished lane waiting for its warp/block is idle
-            if granularity == "warp":
-                finished = b.vote("all", finished)
-            elif granularity == "block":
-                finished = b.bar_red("and", finished)
+            finished = worker_all(b, finished, granularity)
             if granularity != "thread":
                 probe.end("idle_cycles")
             loop.break_if(finished)
-            b.add(spins, 1, dst=spins)
-            check = b.setp("eq", b.and_(spins, STOP_CHECK_EVERY - 1, type=U32), 0)
-            with b.if_(check):
-                flag = b.ld("global", stop, U32, sem="volatile")
-                loop.break_if(b.setp("ne", flag, 0))
+            loop.break_if(worker_any(b, stopper.poll(b, stop), granularity))
         probe.finish(b.param("counters"), gid)
         b.ret()
         return ExecutorKernel(name, stride, root.frame_size)

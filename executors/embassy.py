@@ -10,7 +10,7 @@ it homes is alive, or when the host raises the stop flag.
 
 from __future__ import annotations
 
-from executors.base import Probe
+from executors.base import Probe, worker_all, worker_any
 from executors.runqueue import (
     KERNEL_PARAMS, Q_LIVE, RunQueueExecutor, StopPoller, finish_counters, header_addr,
     run_batch, spawn_roots,
@@ -73,19 +73,7 @@ class Embassy(RunQueueExecutor):
                 self.on_busy(b, idle)
             # The worker's scope: a thread leaves alone; a warp (vote.sync) or a block
             # (bar.red) leaves when every lane's queue is drained, as block_on's do.
-            lp.break_if(self._all(b, done, granularity))
-            lp.break_if(self._any(b, stopper.poll(b, r["stop"]), granularity))
+            lp.break_if(worker_all(b, done, granularity))
+            lp.break_if(worker_any(b, stopper.poll(b, r["stop"]), granularity))
         finish_counters(b, probe, r["counters"], gid)
         b.ret()
-
-    @staticmethod
-    def _all(b: Builder, p, granularity: str):
-        return {"thread": lambda: p, "warp": lambda: b.vote("all", p),
-                "block": lambda: b.bar_red("and", p)}[granularity]()
-
-    @staticmethod
-    def _any(b: Builder, p, granularity: str):
-        # The stop flag is read by each lane at a slightly different time: agree on it, so
-        # the lanes leave the loop together and the next collective is not left waiting.
-        return {"thread": lambda: p, "warp": lambda: b.vote("any", p),
-                "block": lambda: b.bar_red("or", p)}[granularity]()

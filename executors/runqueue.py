@@ -58,8 +58,9 @@ from harness.futures import READY, SPAWN_FAILED, FutureDef
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.types import B32, U32, U64
 
-from executors.base import (
-    COUNTER_FIELDS, ERROR_POOL_FULL, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, count_at,
+from executors.base import (  # noqa: F401 (stop_requested, StopPoller re-exported)
+    COUNTER_FIELDS, ERROR_POOL_FULL, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller,
+    count_at, stop_requested,
 )
 
 SPAWNED, RUN_QUEUED = 1, 2
@@ -68,13 +69,6 @@ POLL_FN, STATE, NEXT, Q_HEAD, Q_LIVE, HOME, STARTED = 0, 8, 12, 16, 20, 24, 28
 ERROR, POOL_NEXT, FINISHED, NTASKS, COUNTERS = 0, 4, 8, 12, 16
 STATE_BYTES = 64
 INSTRUMENTED = 1  # tag bit of ``exec`` in instrumented builds: wake/spawn count then
-STOP_EVERY = 64  # run-loop iterations between looks at the clock for a stop check
-# ns between a thread's reads of the host's stop flag. The flag is host-mapped memory: every
-# read crosses PCIe, and ~10^5 resident threads reading it every few µs saturate the link
-# and slow every wake (measured on the H100: wake-to-poll 30-100 µs with a per-64-iteration
-# check). Every ~8 ms per thread is ~10^7 reads/s at most, and still stops well within the
-# watchdog's grace.
-STOP_INTERVAL_NS = 1 << 23
 SPAWN_PARAMS = (("task", U32), ("exec", U64), ("poll_fn", U64), ("args", U64))
 
 
@@ -299,33 +293,6 @@ def finish_counters(b: Builder, probe: Probe, counters, gid) -> None:
                 b.red("global", "max", addr, b.special("globaltimer"), type=U64)
             else:
                 b.red("global", "add", addr, regs[f], type=U64)
-
-
-def stop_requested(b: Builder, stop):
-    """Has the host raised the stop flag (the watchdog)? One read of host memory."""
-    return b.setp("ne", b.ld("global", stop, U32, sem="volatile"), 0)
-
-
-class StopPoller:
-    """The run loop's stop check: every STOP_EVERY iterations look at ``%globaltimer``; once
-    STOP_INTERVAL_NS have passed since this thread's last read, read the stop flag."""
-
-    def __init__(self, b: Builder):
-        self.it = b.mov(0, type=U32)
-        self.last = b.special("globaltimer")
-
-    def poll(self, b: Builder, stop):
-        """Emit the check; returns a predicate, true when the host asked to stop."""
-        from harness.ptx.types import PRED
-
-        stopped = b.setp("ne", self.it, self.it)  # false
-        b.add(self.it, 1, dst=self.it)
-        with b.if_(b.setp("eq", b.and_(self.it, STOP_EVERY - 1, type=U32), 0)):
-            now = b.special("globaltimer")
-            with b.if_(b.setp("ge", b.sub(now, self.last, type=U64), STOP_INTERVAL_NS, type=U64)):
-                b.mov(now, dst=self.last)
-                b.mov(stop_requested(b, stop), type=PRED, dst=stopped)
-        return stopped
 
 
 # ------------------------------------------------------------------- executors

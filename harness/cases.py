@@ -170,7 +170,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
                                                                [base_args, np.uint32(n)]),
                               timing, True)
             res.baseline_timing, res.baseline_ms = bstats, bstats.median_ms
-    res.extra["metrics"] = wl.metrics(n, res.time_ms)
+    res.extra["metrics"] = wl.metrics(backend, inputs, args, n, res.time_ms)
     if kernel.instrumented is not None and res.ok:
         from executors.base import COUNTER_FIELDS
         from harness.counters import summarise

@@ -35,9 +35,16 @@ class Workload:
         """Every future type that runs as a task (the root first): sizes the task slots."""
         return [self.root()]
 
-    def metrics(self, n: int, time_ms: float | None) -> dict:
-        """Workload-specific figures (e.g. polls/s) from a case's median time."""
+    def metrics(self, backend, inputs: dict, args_ptr: int, n: int,
+                time_ms: float | None) -> dict:
+        """Workload-specific figures (e.g. polls/s) of a case: its inputs, the device args
+        table its runs used (``input_ptr`` finds a buffer in it), and its median time."""
         return {}
+
+    def input_buffer(self, backend, args_ptr: int, name: str) -> int:
+        """Device address of input ``name`` (read back from the args table)."""
+        table = backend.read(args_ptr, np.uint64, len(self.input_names) + 2)
+        return int(table[self.input_names.index(name)])
 
     def root(self) -> FutureDef:
         raise NotImplementedError

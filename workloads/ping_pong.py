@@ -40,7 +40,6 @@ class PingPongWorkload(Workload):
 
     def __init__(self, rounds: int = 8):
         self.rounds = rounds
-        self._stats = None
 
     # ------------------------------------------------------------ device side
 
@@ -134,20 +133,12 @@ class PingPongWorkload(Workload):
                 tok[t + 1], got[t + 1] = last_ping, rounds[t + 1]
         return np.concatenate([tok.astype(np.uint32), got])
 
-    def upload(self, backend, inputs: dict, n: int) -> tuple:
-        args, out = super().upload(backend, inputs, n)
-        table = backend.read(args, np.uint64, len(self.input_names) + 2)
-        self._stats = (backend, int(table[self.input_names.index("stats")]),
-                       int(inputs["rounds"].astype(np.int64).sum()))
-        return args, out
-
-    def metrics(self, n: int, time_ms: float | None) -> dict:
+    def metrics(self, backend, inputs, args_ptr, n, time_ms) -> dict:
         """Wake-to-poll latency (ns; on the emulator, emulated steps) from the stats the
         tasks accumulated over every run of the case, and messages per second."""
-        if self._stats is None:
-            return {}
-        backend, ptr, messages = self._stats
-        s = backend.read(ptr, np.uint64, 4 * n).reshape(4, n)
+        messages = int(inputs["rounds"].astype(np.int64).sum())
+        s = backend.read(self.input_buffer(backend, args_ptr, "stats"), np.uint64,
+                         4 * n).reshape(4, n)
         count = int(s[COUNT].sum())
         out = {"messages_per_run": messages}
         if count:

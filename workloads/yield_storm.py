@@ -30,7 +30,6 @@ class YieldStormWorkload(Workload):
 
     def __init__(self, yields: int = 8):
         self.yields = yields
-        self._polls = None  # total polls the last make_inputs implies (for metrics)
 
     def root(self) -> AsyncFn:
         w = self
@@ -57,7 +56,6 @@ class YieldStormWorkload(Workload):
         lo, hi = max(1, self.yields // 2), max(1, self.yields + self.yields // 2)
         ins = {"yields": rng.integers(lo, hi, n, dtype=np.uint32, endpoint=True),
                "seed": rng.integers(1, 2**32, n, dtype=np.uint32)}
-        self._polls = int(ins["yields"].astype(np.int64).sum()) + n
         return ins
 
     def reference(self, inputs: dict, n: int) -> np.ndarray:
@@ -69,8 +67,9 @@ class YieldStormWorkload(Workload):
             v = np.where(step < k, nxt, v)
         return np.concatenate([v.astype(np.uint32), (k + 1).astype(np.uint32)])
 
-    def metrics(self, n: int, time_ms: float | None) -> dict:
-        if not time_ms or not self._polls:
-            return {"polls": self._polls}
-        rate = self._polls / (time_ms * 1e-3)
-        return {"polls": self._polls, "polls_per_s": rate, "ns_per_poll": 1e9 / rate}
+    def metrics(self, backend, inputs, args_ptr, n, time_ms) -> dict:
+        polls = int(inputs["yields"].astype(np.int64).sum()) + n  # K_i yields + the last poll
+        if not time_ms:
+            return {"polls": polls}
+        rate = polls / (time_ms * 1e-3)
+        return {"polls": polls, "polls_per_s": rate, "ns_per_poll": 1e9 / rate}
