@@ -160,6 +160,27 @@ def _timing_options(args) -> dict:
     return opts
 
 
+def _backoff_sweep(args, backend) -> int:
+    """``run --backoff-sweep``: wake-to-poll latency against the issue slots left to
+    co-resident compute, for embassy (spinning) and backoff at each min/max sleep."""
+    from rich.table import Table
+
+    from executors.backoff import sweep
+    from harness.report import console
+
+    rows = sweep(backend, seed=args.seed)
+    t = Table(title="backoff sweep: ping_pong beside a co-resident FMA kernel")
+    cols = ("executor", "min_ns", "max_ns", "latency_ns_alone", "latency_ns_beside",
+            "compute_share", "overlap", "check")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("executor", "check") else "right")
+    for r in rows:
+        t.add_row(*(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-"))
+                    for c in cols))
+    console.print(t)
+    return 0 if all(r.get("check") == "pass" for r in rows) else 1
+
+
 def cmd_run(args) -> int:
     """Run every (or the chosen) executor x workload x dispatch x granularity, each case in
     its own process; write the results document; exit 1 if any case did not pass."""
@@ -172,11 +193,11 @@ def cmd_run(args) -> int:
     from harness.report import case_table, console, err_console
     from harness.results import document, environment, save, spec_label
 
-    if args.selftest:
+    if args.selftest or args.backoff_sweep:
         from harness.backend import make_backend
 
         with make_backend(args.backend, args.device) as backend:
-            return _selftest(args, backend)
+            return (_selftest if args.selftest else _backoff_sweep)(args, backend)
     if args.case_timeout <= 0:
         raise PollbenchError(f"--case-timeout must be positive, not {args.case_timeout:g}")
     timing = _timing_options(args)
@@ -297,6 +318,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--cold", action="store_true",
                     help="flush L2 before every sample (no graph batching)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--backoff-sweep", action="store_true",
+                    help="GPU only: backoff's min/max sleep against latency and co-resident compute")
     sp.add_argument("--selftest", action="store_true",
                     help="run the op table's differential self-tests instead")
     sp.add_argument("--case-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
