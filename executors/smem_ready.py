@@ -11,7 +11,14 @@ Shared memory of a block (module-scope ``.shared`` arrays, sized at build time):
     slots   capacity x [poll_fn: u64][frame]       frames are in the shared frame space
     state   capacity x u32                         WOKEN | RUNNING | DONE bits per task
     ready   ceil(capacity / 32) x u32              the ready list: one bit per task
-    ctl     live: u32, alloc: u32, globals: u64    tasks not yet Ready, next free slot
+    ctl     live: u32, alloc: u32, globals: u64, ntasks: u32, per: u32
+            (tasks not yet Ready, next free slot, the frames pointer, roots, roots per block)
+
+**Task ids** (the waker's ``task``): root ``i`` is task ``i`` -- the same number as its
+``task`` argument, as under every executor, so a task can wake another root by index --
+and lives in block ``i / per``, slot ``i % per``; a spawned task is ``ntasks + block *
+capacity + slot``. ``wake`` decodes an id with one division; ids that name no
+initialised slot are ignored, so a bad id can never make garbage runnable.
 
 **Ready list: a bitmask, not a ring.** A wake is one idempotent ``atom.shared.or`` that
 coalesces duplicate wakes by itself (Embassy needs a separate RUN_QUEUED bit for that),
@@ -90,7 +97,7 @@ WOKEN, RUNNING, DONE = 1, 2, 4
 SLOT_HEADER = 8  # poll_fn (u64) for indirect dispatch and spawned task types
 STATIC_SMEM_LIMIT = 48 * 1024  # the most .shared a kernel may declare statically
 DEFAULT_CAPACITY = 256  # slots per block unless the workload spawns (2x the default block)
-CTL_LIVE, CTL_ALLOC, CTL_GLOBALS, CTL_BYTES = 0, 4, 8, 16
+CTL_LIVE, CTL_ALLOC, CTL_GLOBALS, CTL_NTASKS, CTL_PER, CTL_BYTES = 0, 4, 8, 16, 20, 32
 STATE_BYTES = 16  # global: the error word, then the mailboxes
 ERROR_OFFSET = 0
 ERROR_SMEM_FULL = 2
@@ -300,14 +307,23 @@ def _ctz(b: Builder, x):
 
 def _wake_local(b: Builder, a: _Arrays, slot, counters=None):
     """Make ``slot`` of the current block ready: set WOKEN, and its ready bit if it was
-    neither queued nor running (a running task is re-queued by its poller)."""
-    old = b.atom("shared", "or", _addr(b, a.state, slot), WOKEN, type=B32, **SYNC)
-    idle = b.setp("eq", b.and_(old, WOKEN | RUNNING, type=B32), 0, type=B32)
-    with b.if_(idle):
-        word = _addr(b, a.ready, b.shr(slot, 5, type=U32))
-        b.red("shared", "or", word, b.shl(1, b.and_(slot, 31, type=B32), type=B32), type=B32, **RELEASE)
-        if counters is not None:
-            count_at(b, counters, _gtid(b), "queue_ops")
+    neither queued nor running (a running task is re-queued by its poller). A slot not
+    yet initialised (>= alloc) is left alone."""
+    alloc = b.ld("shared", b.add(_addr(b, a.ctl), CTL_ALLOC, type=U32), U32, sem="relaxed",
+                 scope="cta")
+    with b.if_(b.setp("lt", slot, alloc, type=U32)):
+        old = b.atom("shared", "or", _addr(b, a.state, slot), WOKEN, type=B32, **SYNC)
+        idle = b.setp("eq", b.and_(old, WOKEN | RUNNING, type=B32), 0, type=B32)
+        with b.if_(idle):
+            word = _addr(b, a.ready, b.shr(slot, 5, type=U32))
+            b.red("shared", "or", word, _bit(b, b.and_(slot, 31, type=B32)), type=B32, **RELEASE)
+            if counters is not None:
+                count_at(b, counters, _gtid(b), "queue_ops")
+
+
+def _bit(b: Builder, i):
+    """``1 << i`` (b32)."""
+    return b.shl(b.mov(1, type=B32), i, type=B32)
 
 
 def _gtid(b: Builder):
@@ -322,23 +338,36 @@ def _mailbox(b: Builder, a: _Arrays, block):
 
 
 def _define_wake(module: Module, a: _Arrays) -> None:
-    """``wake(task, exec)``: task = block * capacity + slot. Same block: shared atomics;
-    another block: its mailbox. ``exec`` is the counters pointer (0: not instrumented)."""
+    """``wake(task, exec)``: decode the id into (block, slot) (module docstring, Task ids).
+    Same block: shared atomics; another block: its mailbox. ``exec`` is the counters
+    pointer (0: not instrumented)."""
     if "wake" in module.functions:
         raise PollbenchError("smem_ready must define wake, and this module already has one")
     b = Builder.func(module, "wake", [("task", U32), ("exec", U64)])
     task, counters = b.param("task"), b.param("exec")
     cap = a.layout.capacity
-    owner = b.div(task, cap, type=U32)
-    slot = b.sub(task, b.mul(owner, cap, type=U32), type=U32)
     count_at(b, counters, _gtid(b), "wakes")
+    ctl = _addr(b, a.ctl)
+    n = b.ld("shared", b.add(ctl, CTL_NTASKS, type=U32), U32)
+    owner, slot = b.reg(U32), b.reg(U32)
+    root = b.setp("lt", task, n, type=U32)
+    with b.if_(root):  # root i: block i / per, slot i % per
+        per = b.ld("shared", b.add(ctl, CTL_PER, type=U32), U32)
+        b.div(task, per, type=U32, dst=owner)
+        b.sub(task, b.mul(owner, per, type=U32), type=U32, dst=slot)
+    with b.if_(root, negate=True):  # spawned: ntasks + block * capacity + slot
+        t = b.sub(task, n, type=U32)
+        b.div(t, cap, type=U32, dst=owner)
+        b.sub(t, b.mul(owner, cap, type=U32), type=U32, dst=slot)
+        with b.if_(b.setp("ge", owner, b.special("nctaid.x"), type=U32)):
+            b.ret()  # no such block: a bad id, ignored
     local = b.setp("eq", owner, b.special("ctaid.x"))
     with b.if_(local):
         _wake_local(b, a, slot, counters)
         b.ret()
     mb = _mailbox(b, a, owner)
     word = b.add(mb, b.cvt(b.mul(b.add(b.shr(slot, 5, type=U32), 1, type=U32), 4, type=U32), U64), type=U64)
-    b.red("global", "or", word, b.shl(1, b.and_(slot, 31, type=B32), type=B32), type=B32,
+    b.red("global", "or", word, _bit(b, b.and_(slot, 31, type=B32)), type=B32,
           sem="relaxed", scope="gpu")
     b.red("global", "or", mb, b.mov(1, type=B32), type=B32, sem="release", scope="gpu")
     count_at(b, counters, _gtid(b), "queue_ops")
@@ -366,7 +395,8 @@ def _define_spawn(module: Module, a: _Arrays) -> None:
     b.red("shared", "add", b.add(ctl, CTL_LIVE, type=U32), b.mov(1, type=U32), **RELEASE)
     hdr = _addr(b, a.slots, slot, a.layout.slot_bytes)
     frame = b.add(hdr, SLOT_HEADER, type=U32)
-    task = b.mad(b.special("ctaid.x"), a.layout.capacity, slot, type=U32)
+    n = b.ld("shared", b.add(ctl, CTL_NTASKS, type=U32), U32)
+    task = b.add(n, b.mad(b.special("ctaid.x"), a.layout.capacity, slot, type=U32), type=U32)
     b.st("shared", hdr, b.param("poll_fn"), type=U64)
     b.st("shared", b.add(frame, ARGS, type=U32), task, type=U32)  # root signature: task
     b.st("shared", b.add(frame, ARGS + 8, type=U32), b.param("args"), type=U64)  # then args
@@ -423,6 +453,7 @@ class _Kernel:
         with b.if_(b.setp("ge", first, ntasks, type=U32)):
             b.exit()  # a block with no tasks (more blocks than tasks)
         nroots = b.min(per, b.sub(ntasks, first, type=U32), type=U32)
+        self.first, self.nroots, self.ntasks = first, nroots, ntasks
         with b.if_(b.setp("gt", nroots, lay.capacity, type=U32)):
             with b.if_(b.setp("eq", self.tid, 0, type=U32)):
                 b.atom("global", "cas", b.add(frames, ERROR_OFFSET, type=U64), 0,
@@ -430,22 +461,28 @@ class _Kernel:
             b.exit()
         with _strided(b, self.tid, self.ntid, nroots) as i:
             self.spawn_root(i, b.add(first, i, type=U32), args)
+        with _strided(b, self.tid, self.ntid, lay.capacity) as i:  # roots queued, the rest idle
+            state = b.selp(WOKEN, 0, b.setp("lt", i, nroots, type=U32), type=B32)
+            b.st("shared", _addr(b, a.state, i), state, type=B32)
         with _strided(b, self.tid, self.ntid, lay.words) as w:
             k = b.max(b.sub(nroots, b.shl(w, 5, type=B32), type=S32), 0, type=S32)
-            bits = b.sub(b.shl(1, k, type=B32), 1, type=U32)  # shl by 32 is 0 in PTX
+            bits = b.sub(_bit(b, k), 1, type=U32)  # shl by 32 is 0 in PTX
             b.st("shared", _addr(b, a.ready, w), bits, type=B32)
         with b.if_(b.setp("eq", self.tid, 0, type=U32)):
             ctl = _addr(b, a.ctl)
             b.st("shared", b.add(ctl, CTL_LIVE, type=U32), nroots, type=U32)
             b.st("shared", b.add(ctl, CTL_ALLOC, type=U32), nroots, type=U32)
             b.st("shared", b.add(ctl, CTL_GLOBALS, type=U32), frames, type=U64)
+            b.st("shared", b.add(ctl, CTL_NTASKS, type=U32), ntasks, type=U32)
+            b.st("shared", b.add(ctl, CTL_PER, type=U32), per, type=U32)
         b.bar_sync(0)
 
     def slot_addr(self, slot):
         return _addr(self.b, self.a.slots, slot, self.lay.slot_bytes)
 
     def spawn_root(self, slot, task, args) -> None:
-        """Root ``task`` into ``slot``: poll_fn, arguments, resume = 0, state WOKEN."""
+        """Root ``task`` into ``slot``: poll_fn, arguments, resume = 0 (its state is set
+        to WOKEN with the others')."""
         b, root = self.b, self.root
         hdr = self.slot_addr(slot)
         frame = b.add(hdr, SLOT_HEADER, type=U32)
@@ -454,7 +491,6 @@ class _Kernel:
         b.st("shared", b.add(frame, root.arg_offset("task"), type=U32), task, type=U32)
         b.st("shared", b.add(frame, root.arg_offset("args"), type=U32), args, type=U64)
         b.st("shared", frame, b.mov(0, type=U32))
-        b.st("shared", _addr(b, self.a.state, slot), b.mov(WOKEN, type=B32))
 
     # ------------------------------------------------------------ one task
 
@@ -465,7 +501,7 @@ class _Kernel:
         b.atom("shared", "exch", state, RUNNING, type=B32, **SYNC)  # consumes the wake
         hdr = self.slot_addr(slot)
         frame = b.cvt(b.add(hdr, SLOT_HEADER, type=U32), U64)
-        task = b.mad(b.special("ctaid.x"), self.lay.capacity, slot, type=U32)
+        task = self.task_id(slot)
         probe.begin()
         status = self.dispatch_poll(hdr, frame, task)
         probe.poll_done(status)
@@ -479,6 +515,14 @@ class _Kernel:
             with b.if_(woken):  # woken while running: we queue it again
                 b.red("shared", "or", word, bit, type=B32, **RELEASE)
                 probe.add("queue_ops")
+
+    def task_id(self, slot):
+        """The id of the task in ``slot`` of this block (module docstring, Task ids)."""
+        b = self.b
+        spawned = b.add(self.ntasks, b.mad(b.special("ctaid.x"), self.lay.capacity, slot,
+                                           type=U32), type=U32)
+        return b.selp(b.add(self.first, slot, type=U32), spawned,
+                      b.setp("lt", slot, self.nroots, type=U32), type=U32)
 
     def dispatch_poll(self, hdr, frame, task):
         """``indirect``: call through the slot's poll_fn (type-erased). ``direct``: call the

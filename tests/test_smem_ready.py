@@ -374,3 +374,51 @@ def test_the_stop_flag_ends_a_block_that_never_idles(granularity, block):
     mem = be.to_device(np.zeros(1, np.uint32))
     frames = be.alloc(k.state_bytes + 8 * k.stride)
     ex.launch(be, k, 1, block, [frames, np.uint32(8), mem, stop, 0])  # returns: no EmuHang
+
+
+# ------------------------------------------------------------------- task ids
+
+
+def _woken_by_partner(f):
+    """Polled three times; every poll wakes the partner root ``task ^ 1`` *by index*, and
+    nothing else wakes a task: only wakes that reach the right task let the pair finish."""
+    from conformance.helpers import bump, row_addr
+
+    f.new_state()
+    bump(f, 0)
+    n = f.ld("global", f.arg("args"), U32)
+    partner = f.xor(f.arg("task"), 1, type=U32)
+    with f.if_(f.setp("lt", partner, n, type=U32)):
+        f.call("wake", [partner, f.exec])
+    with f.if_(f.setp("ge", f.ld("global", row_addr(f, 0), U32), 3, type=U32)):
+        f.ready()
+    f.pending()
+
+
+@pytest.mark.parametrize("granularity", ["thread", "warp"])
+def test_roots_are_woken_by_their_index_in_every_block(granularity):
+    """Root i's waker id is i, as under every executor. Four blocks of 25 roots: the ids of
+    blocks > 0 are where a block-relative id scheme goes wrong, and the pairs (24, 25),
+    (74, 75) straddle blocks, so those wakes go through the mailbox."""
+    from conformance.helpers import probe_leaf, run_root
+
+    probe = probe_leaf("woken_by_partner", _woken_by_partner)
+    r = run_root("smem_ready", probe, 100, EmuBackend(policy="random", seed=2), rows=1,
+                 granularity=granularity, geometry=(4, 32))
+    assert (r.rows[0] == 3).all()
+
+
+@async_fn(params=ROOT, output=None, name="bad_wakes")
+def bad_wakes(f, task, args):
+    """Wake ids that name nothing: a spawned id of a block that does not exist, one of an
+    unused slot of this block, and 0xFFFFFFFF; then finish."""
+    for bad in (64 + 7 * 256 + 3, 64 + 200, 0xFFFFFFFF):
+        f.call("wake", [f.mov(bad, type=U32), f.exec])
+    f.red("global", "add", f.element_addr(args, task, 4), f.mov(1, type=U32))
+    return None
+
+
+def test_wakes_of_ids_that_name_no_task_are_ignored():
+    out, _, k, _ = _run(bad_wakes, 64, 32, EmuBackend(), words=64)
+    assert k.layout.capacity == 256
+    assert (out == 1).all()
