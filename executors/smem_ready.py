@@ -52,9 +52,9 @@ whose roots are done exits; a wake for one of its tasks after that is a no-op an
 **Fairness**: each ``thread`` worker keeps a cursor (word, bit) that moves past every task
 it claims, and a ``warp`` worker visits the words round robin, so a task that wakes
 itself forever cannot starve the others. Between two polls of a hog by one worker, that
-worker's cursor passes every other slot; passing a ready task's bit, it claims it, or finds it
-already claimed (being polled). So while a task stays ready, each worker of its block
-polls any other task at most twice before it is polled: ``poll_gap_bound`` is 2 x the
+worker's cursor passes every other slot; passing a ready task's bit, it claims it, or
+finds it already claimed (being polled). So while a task stays ready, each worker of its
+block polls any other task at most twice before it is polled: ``poll_gap_bound`` is 2 x the
 workers of a block (threads, or warps), for the geometry of the last launch. Measured on
 the emulator (random schedules): 1, 2, 4, 7 for 1, 2, 4, 8 thread workers.
 
@@ -62,7 +62,11 @@ the emulator (random schedules): 1, 2, 4, 7 for 1, 2, 4, 8 thread workers.
 static shared-memory limit (48 KiB -- more needs dynamic shared memory, which the
 backends do not launch yet), capped by ``capacity`` when given, else by
 ``DEFAULT_CAPACITY`` plus the slots the workload may spawn: a smaller array leaves room
-for more blocks per SM. More roots per block than that is a clear error on the host
+for more blocks per SM (H100, seed_demo, block 128: 256 slots take 41 KB and allow 5
+blocks per SM, 0.112 ms for 2^20 tasks; 128 slots allow the 6 that the registers do,
+0.087 ms -- results/notes/2026-11-28-h100-smem-ready.md). The default stays 256 so that
+blocks of up to 256 threads run with one root per thread. More roots per block than the
+capacity is a clear error on the host
 (before the launch) and ``ERROR_SMEM_FULL`` on the device; a spawn into a full block is
 ``ERROR_POOL_FULL``.
 
