@@ -66,9 +66,8 @@ for more blocks per SM (H100, seed_demo, block 128: 256 slots take 41 KB and all
 blocks per SM, 0.112 ms for 2^20 tasks; 128 slots allow the 6 that the registers do,
 0.087 ms -- results/notes/2026-11-28-h100-smem-ready.md). The default stays 256 so that
 blocks of up to 256 threads run with one root per thread. More roots per block than the
-capacity is a clear error on the host
-(before the launch) and ``ERROR_SMEM_FULL`` on the device; a spawn into a full block is
-``ERROR_POOL_FULL``.
+capacity is a clear error on the host (before the launch) and ``ERROR_SMEM_FULL`` on the
+device; a spawn into a full block is ``ERROR_POOL_FULL``.
 
 **Spawn** (``spawn(task, exec, poll_fn, args) -> u32``, the run-queue ABI): the child goes
 to the spawner's block -- the next slot of a bump allocator in shared memory, counted live
