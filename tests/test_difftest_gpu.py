@@ -69,5 +69,7 @@ def test_report_registers_equal_the_drivers(gpu_backend):
             k = mod.kernel(name)
             assert res.registers == k.num_regs, f"{name}: report {res.registers}, driver {k.num_regs}"
             assert res.stack_frame == k.local_bytes, f"{name}: stack {res.stack_frame} vs {k.local_bytes}"
+            assert res.shared_static == k.shared_bytes, \
+                f"{name}: static smem {res.shared_static} vs {k.shared_bytes}"
             checked += 1
     assert checked > 150

@@ -113,7 +113,9 @@ def parse_ptxas_log(log: str) -> dict[str, Resources]:
             spill_stores=r.get("spill_stores", 0),
             spill_loads=r.get("spill_loads", 0),
             stack_frame=stack,
-            shared_static=r.get("smem", 0),
+            # ptxas leaves out module-scope .shared (allocated at link time): then only
+            # nvJitLink's summary has it
+            shared_static=r.get("smem") or (j.get("smem", 0) if kind == "entry" else 0),
             barriers=r.get("barriers", 0 if kind == "entry" else None),
             const0=r.get("cmem[0]", j.get("cmem[0]")),
             local=r.get("lmem", j.get("lmem")),
