@@ -91,6 +91,8 @@ def parse_ptxas_log(log: str) -> dict[str, Resources]:
         elif line.startswith("ptxas info") and "Compile time" not in line:
             current = None  # a new section: stop attributing lines to the last function
 
+    m = re.search(r"for 'sm_(\d+)", log)
+    sm = int(m.group(1)) if m else 0
     out: dict[str, Resources] = {}
     for name in order:
         r, j = rec[name], jl.get(name, {})
@@ -114,8 +116,11 @@ def parse_ptxas_log(log: str) -> dict[str, Resources]:
             spill_loads=r.get("spill_loads", 0),
             stack_frame=stack,
             # ptxas leaves out module-scope .shared (allocated at link time): then only
-            # nvJitLink's summary has it
-            shared_static=r.get("smem") or (j.get("smem", 0) if kind == "entry" else 0),
+            # nvJitLink's summary has it, and from sm_90 on that figure includes the 1 KB the
+            # driver reserves per block (H100: nvJitLink 3072 / 41024 where cuFuncGetAttribute
+            # says 2048 / 40000, for every kernel of our modules)
+            shared_static=r.get("smem") or (
+                max(0, j.get("smem", 0) - (1024 if sm >= 90 else 0)) if kind == "entry" else 0),
             barriers=r.get("barriers", 0 if kind == "entry" else None),
             const0=r.get("cmem[0]", j.get("cmem[0]")),
             local=r.get("lmem", j.get("lmem")),
