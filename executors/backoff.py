@@ -105,7 +105,7 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
         coresident.build(m)
         backend.load(m)
         args, out = wl.upload(backend, inputs, n)
-        _, stats, _ = wl._stats
+        stats = wl.input_buffer(backend, args, "stats")
         frames = backend.alloc(kernel.state_bytes + n * kernel.stride)
         launch_args = [frames, np.uint32(n), args, backend.stop_ptr(), 0]
 
