@@ -23,7 +23,11 @@ from harness.ptx.types import U32, U64
 HEADER = 16
 KERNEL_PARAMS = (("frames", U64), ("ntasks", U32), ("args", U64), ("stop", U64),
                  ("counters", U64))
-DISPATCH_MODES = ("direct", "indirect")
+# How a run loop polls a root task: "inline" writes the root's poll body (and its
+# children's, all the way down) into the kernel, as rustc monomorphises and inlines;
+# "direct" is an ABI call of its .func (ptxas does not inline those); "indirect" calls
+# through the task header's poll_fn pointer (Embassy's type-erased poll_fn).
+DISPATCH_MODES = ("direct", "indirect", "inline")
 
 # Per-thread counters of instrumented builds (DESIGN §8), one u64 each, in this order.
 COUNTER_FIELDS = ("total_cycles", "poll_cycles", "polls", "pending_polls", "wakes",
@@ -70,11 +74,12 @@ class Executor:
     granularities: tuple = ("thread",)
     summary = ""
     supports_spawn = False  # has a run queue that tasks can spawn onto
+    dispatch_modes: tuple = ("direct", "indirect")  # what build() accepts
 
     def check(self, dispatch: str, granularity: str) -> None:
-        if dispatch not in DISPATCH_MODES:
-            raise PollbenchError(f"unknown dispatch mode {dispatch!r} "
-                                 f"({' or '.join(DISPATCH_MODES)})")
+        if dispatch not in self.dispatch_modes:
+            raise PollbenchError(f"{self.name} has no dispatch mode {dispatch!r} "
+                                 f"(it has {', '.join(self.dispatch_modes)})")
         if granularity not in self.granularities:
             raise PollbenchError(f"{self.name} has no worker granularity {granularity!r} "
                                  f"(it has {', '.join(self.granularities)})")
@@ -196,8 +201,12 @@ def spawn_root(b: Builder, root: FutureDef, header, task, args, dispatch: str):
 
 
 def poll_root(b: Builder, root: FutureDef, header, frame, task, exec_, dispatch: str):
-    """Poll a root task: a direct call (monomorphised, inlinable by ptxas) or an indirect
-    call through the header's poll_fn (Embassy's type-erased ``poll_fn``)."""
+    """Poll a root task: its body inlined into the run loop, a direct call of its .func,
+    or an indirect call through the header's poll_fn (Embassy's type-erased ``poll_fn``)."""
+    if dispatch == "inline":
+        from harness.futures.core import inline_poll
+
+        return inline_poll(b, root, frame, task, exec_)
     if dispatch == "direct":
         return b.call(root.poll_name, [frame, task, exec_])
     fptr = b.ld("global", header, U64)

@@ -21,6 +21,7 @@ from harness.ptx.types import U32, U64
 class BlockOn(Executor):
     name = "block_on"
     granularities = ("thread", "warp", "block")
+    dispatch_modes = ("inline", "direct", "indirect")
     summary = "each worker polls one root future until Ready; wake is a no-op"
 
     def build(self, module: Module, root: FutureDef, dispatch: str = "direct",

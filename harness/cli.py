@@ -78,7 +78,6 @@ def cmd_ptx(args) -> int:
 
 def cmd_inspect(args) -> int:
     """Resource report per kernel, from nvJitLink (no GPU needed)."""
-    from executors import DISPATCH_MODES
     from harness.compile import compile_ptx, theoretical_occupancy
     from harness.cases import CaseSpec, Unsupported, build_case
     from harness.report import console, resources_table
@@ -87,7 +86,7 @@ def cmd_inspect(args) -> int:
     exs, wls = _executors_workloads(args)
     for ex, wl in itertools.product(exs, wls):
         rows = []
-        for dispatch, gran in itertools.product(DISPATCH_MODES, ex.granularities):
+        for dispatch, gran in itertools.product(ex.dispatch_modes, ex.granularities):
             try:
                 m, kernel, baseline, _ = build_case(CaseSpec(ex.name, wl.name, dispatch, gran), arch)
             except Unsupported as e:
@@ -187,7 +186,6 @@ def cmd_run(args) -> int:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
                                TextColumn, TimeElapsedColumn)
 
-    from executors import DISPATCH_MODES
     from harness.cases import CaseSpec
     from harness.orchestrate import run_cases
     from harness.report import case_table, console, err_console
@@ -204,13 +202,13 @@ def cmd_run(args) -> int:
     backend = _backend_name(args.backend, args.device)
     exs, wls = _executors_workloads(args)
     ntasks = args.ntasks or (1 << 20 if backend == "gpu" else 256)
-    # --granularity picks among each executor's own granularities
+    # --dispatch and --granularity pick among each executor's own modes and granularities
     specs = [CaseSpec(ex.name, wl.name, d, g, ntasks, args.block, args.seed)
              for ex, wl in itertools.product(exs, wls)
-             for d in (args.dispatch or DISPATCH_MODES)
+             for d in ex.dispatch_modes if not args.dispatch or d in args.dispatch
              for g in ex.granularities if not args.granularity or g in args.granularity]
     if not specs:
-        raise PollbenchError(f"no executor chosen has granularity {', '.join(args.granularity)}")
+        raise PollbenchError("no executor chosen has the --dispatch/--granularity asked for")
     env = environment(backend, args.device)
     options = {"backend": backend, "device": args.device, "repeats": args.repeats,
                "timing": timing}
@@ -271,6 +269,7 @@ def cmd_compare(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from executors.base import DISPATCH_MODES
     from harness.orchestrate import DEFAULT_TIMEOUT_S
 
     p = argparse.ArgumentParser(prog="pollbench", description=__doc__.split("\n")[0])
@@ -302,7 +301,8 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="run, check and time cases (GPU if present, else emulator)")
     sp.add_argument("--executor", action="append")
     sp.add_argument("--workload", action="append")
-    sp.add_argument("--dispatch", action="append", choices=["direct", "indirect"])
+    sp.add_argument("--dispatch", action="append", choices=list(DISPATCH_MODES),
+                    help="default: every mode the executor has")
     sp.add_argument("--granularity", action="append", choices=["thread", "warp", "block"])
     sp.add_argument("--backend", choices=["gpu", "emu"], help="default: gpu when present")
     sp.add_argument("--ntasks", type=int, help="tasks per case (default 2^20 GPU, 256 emulator)")

@@ -7,7 +7,7 @@ import pytest
 from executors import get_executor
 from executors.base import define_noop_wake
 from harness.backend import EmuBackend
-from harness.cases import CaseSpec, run_case
+from harness.cases import CaseSpec, build_case, run_case
 from harness.futures import FutureBuildError, async_fn, ready, yield_now
 from harness.futures.lib import AsyncFn
 from harness.gpu.testing import requires_gpu
@@ -15,7 +15,7 @@ from harness.ptx import Module
 from harness.ptx.types import S32, U32, U64
 from workloads.seed_demo import async_block, async_conditional, async_double, async_multi_step
 
-GRID = [(d, g) for d in ("direct", "indirect") for g in ("thread", "warp", "block")]
+GRID = [(d, g) for d in ("inline", "direct", "indirect") for g in ("thread", "warp", "block")]
 
 
 def _module():
@@ -259,3 +259,33 @@ def test_instrumented_block_on_counts_polls(granularity):
     assert (field["end_ns"] >= field["start_ns"]).all()
     if granularity != "thread":  # lanes that finish early wait for the others
         assert field["idle_cycles"].sum() > 0
+
+
+def test_inline_dispatch_has_no_poll_calls_and_fewer_registers():
+    from harness.compile import compile_ptx
+
+    specs = {d: CaseSpec("block_on", "seed_demo", d, "thread") for d in ("inline", "direct")}
+    built = {d: build_case(s) for d, s in specs.items()}
+    regs = {}
+    for d, (m, kernel, _, _) in built.items():
+        body = m.functions[kernel.name].to_ptx()
+        calls = [ln for ln in body.splitlines() if "call" in ln and "poll_" in ln]
+        assert (not calls) if d == "inline" else calls
+        regs[d] = compile_ptx(m.to_ptx(), "sm_90").resources[kernel.name]
+    assert regs["inline"].registers < regs["direct"].registers
+    assert regs["inline"].stack_frame == 0 < regs["direct"].stack_frame
+
+
+def test_inline_layout_must_match_the_funcs():
+    from harness.futures.core import inline_poll
+
+    m = _module()
+    async_block.emit(m)
+    async_block.locals_["left"] = (999, S32)  # as if the .func had laid it out elsewhere
+    b = get_executor("block_on")  # noqa: F841 (only the module matters)
+    from harness.ptx import Builder
+
+    k = Builder.entry(m, "k", [("p", U64)])
+    p = k.param("p")
+    with pytest.raises(FutureBuildError, match="laid out its locals differently"):
+        inline_poll(k, async_block, p, k.mov(0, type=U32), p)

@@ -52,7 +52,7 @@ def test_run_on_emulator(capsys, tmp_path):
     assert main(["run", "--backend", "emu", "--ntasks", "64", "--granularity", "warp",
                  "--executor", "block_on", "--workload", "seed_demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "EMULATOR" in out and "2 passed, 0 failed" in out
+    assert "EMULATOR" in out and "3 passed, 0 failed" in out  # inline, direct, indirect
     written = list(tmp_path.glob("emulator/*.json"))
     assert len(written) == 1 and f"results: {written[0]}" in out
 

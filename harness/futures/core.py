@@ -79,6 +79,10 @@ class FutureDef:
 
     def emit(self, module: Module) -> None:
         """Add this future's poll function (and its children's) to ``module`` once."""
+        build_poll(module, self, self.lower)
+
+    def lower(self, f: "FnBuilder") -> None:
+        """Write the poll body (its states included) with ``f``."""
         raise NotImplementedError
 
 
@@ -120,7 +124,10 @@ class FnBuilder(Builder):
     """The builder an async fn body is written with: a ``Builder`` plus ``await_``,
     declared frame locals, and a check that no register lives across an await."""
 
-    def __init__(self, module: Module, fut: FutureDef, fn):
+    def __init__(self, module: Module, fut: FutureDef, fn, inline: tuple | None = None):
+        """``inline``: ``(frame, task, exec, status, continue_label)`` to write the poll body
+        into a caller's function instead of a ``.func`` of its own (inline dispatch):
+        returning is then ``status = READY/PENDING; bra continue_label``."""
         super().__init__(module, fn)
         self.fut = fut
         self.segment = 0
@@ -129,12 +136,19 @@ class FnBuilder(Builder):
         self.space = frame_space(module)
         # A frame address: u64 in global memory, u32 (a shared-window offset) in shared.
         self.addr_type = U32 if self.space == "shared" else U64
-        frame = self.param("frame")
-        if self.space == "shared":
-            frame = self.cvt(frame, U32)
-        self.frame = self._global(frame)
-        self.task = self._global(self.param("task"))
-        self.exec = self._global(self.param("exec"))
+        self.inline = inline
+        if inline is not None:
+            frame, task, exec_, self._status, self._continue = inline
+            for r in (frame, task, exec_, self._status):
+                self._global(r)
+            self.frame, self.task, self.exec = frame, task, exec_
+        else:
+            frame = self.param("frame")
+            if self.space == "shared":
+                frame = self.cvt(frame, U32)
+            self.frame = self._global(frame)
+            self.task = self._global(self.param("task"))
+            self.exec = self._global(self.param("exec"))
         self.state_labels: list = []
         self._child_bytes = 0
         self._local_off = ARGS + 8 * len(fut.params)
@@ -186,14 +200,14 @@ class FnBuilder(Builder):
 
     def local(self, name: str, t: PtxType) -> None:
         """Declare a frame-resident local: a value that may live across awaits."""
-        if name in self.fut.locals_:
+        if name in self._layout:
             raise FutureBuildError(f"local {name!r} declared twice in {self.fut.name}")
         if self._children_at is not None:
             raise FutureBuildError(f"in {self.fut.name}: declare local {name!r} before the "
                                    f"first await (the children region follows the locals)")
         size = max(8, t.nbytes)
         self._local_off = _align(self._local_off, 8)
-        self.fut.locals_[name] = (self._local_off, t)
+        self._layout[name] = (self._local_off, t)
         self._local_off += size
 
     def set(self, name: str, value) -> None:
@@ -204,9 +218,19 @@ class FnBuilder(Builder):
         off, t = self._slot(name)
         return self.frame_ld(self._frame_addr(off), t)
 
+    @property
+    def _layout(self) -> dict:
+        # An inlined body re-declares the locals of a layout its .func already resolved:
+        # it checks against a layout of its own, which must come out identical.
+        if self.inline is None:
+            return self.fut.locals_
+        if not hasattr(self, "_inline_layout"):
+            self._inline_layout = {}
+        return self._inline_layout
+
     def _slot(self, name):
         try:
-            return self.fut.locals_[name]
+            return self._layout[name]
         except KeyError:
             raise FutureBuildError(f"{self.fut.name} has no local {name!r}; declare it with "
                                    f"f.local(name, type)") from None
@@ -236,10 +260,21 @@ class FnBuilder(Builder):
             self.fut.children.append(fut)
 
     def poll_child(self, fut: FutureDef, child: Reg) -> Reg:
-        """Call the child's poll function; returns the status register."""
+        """Poll a child: call its poll function, or, in an inlined body, inline the child
+        too (monomorphised all the way down, as rustc does). Returns the status register."""
+        if self.inline is not None:
+            return inline_poll(self, fut, child, self.task, self.exec)
         if child.type.bits == 32:  # the ABI's frame is u64 whatever the space
             child = self.cvt(child, U64)
         return self.call(fut.poll_name, [child, self.task, self.exec])
+
+    def ret(self, value=None) -> None:
+        """Return ``value`` (READY/PENDING) to the poller: ``ret`` from the ``.func``, or in
+        an inlined body ``status = value`` and a branch to the caller's continuation."""
+        if self.inline is None:
+            return super().ret(value)
+        self.mov(value, type=U32, dst=self._status)
+        self.bra(self._continue)
 
     def new_state(self) -> None:
         """Split here: set resume to the next state and open a new segment."""
@@ -370,13 +405,36 @@ def build_poll(module: Module, fut: FutureDef, body) -> None:
     fut.locals_, fut.children = {}, []  # the layout is rebuilt for each module
     fn = Builder.func(module, fut.poll_name, POLL_PARAMS, ret=U32).fn
     f = FnBuilder(module, fut, fn)
+    _write_body(f, body)
+    fut.states = 1 + len(f.state_labels)
+    fut.child_region = f._children_at if f._children_at is not None else _align(f._local_off, 16)
+    fut.frame_size = _align(fut.child_region + f._child_bytes, 16)
+
+
+def _write_body(f: FnBuilder, body) -> None:
+    """The poll body: dispatch on ``resume`` to the state to continue from, then the code."""
     resume = f._global(f.frame_ld(f.frame, U32))
     start = f.new_label("start")
-    dispatch = f.emit("brx.idx", (), (), None, (resume,), targets=[start], table="$T_resume")
+    dispatch = f.emit("brx.idx", (), (), None, (resume,), targets=[start],
+                      table=f"$T_resume_{f._next_label()}")
     f.place(start)
     body(f)
     f.pending()  # falling off the end of a body is a bug in the body: never Ready
     dispatch.extra["targets"] = [start] + f.state_labels
-    fut.states = 1 + len(f.state_labels)
-    fut.child_region = f._children_at if f._children_at is not None else _align(f._local_off, 16)
-    fut.frame_size = _align(fut.child_region + f._child_bytes, 16)
+
+
+def inline_poll(b: Builder, fut: FutureDef, frame: Reg, task: Reg, exec_: Reg) -> Reg:
+    """Poll ``fut`` (frame at ``frame``) by writing its poll body into ``b``'s function
+    (inline dispatch): no ABI call, no callee-saved spills, and ptxas sees the whole state
+    machine. Returns the status register (READY/PENDING). The ``.func`` is still emitted:
+    it resolves the frame layout the inlined copy must agree with."""
+    fut.emit(b.module)
+    status = b.reg(U32)
+    cont = b.new_label(f"polled_{fut.name}")
+    f = FnBuilder(b.module, fut, b.fn, inline=(frame, task, exec_, status, cont))
+    _write_body(f, fut.lower)
+    if f._layout != fut.locals_:
+        raise FutureBuildError(f"inlined {fut.name} laid out its locals differently "
+                               f"from its poll function")
+    b.place(cont)
+    return status

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from harness.futures.core import FnBuilder, FutureBuildError, FutureCall, FutureDef, build_poll
-from harness.ptx import Module
+from harness.futures.core import FnBuilder, FutureBuildError, FutureCall, FutureDef
 from harness.ptx.types import S32, U32, U64, PtxType
 
 
@@ -25,18 +24,15 @@ class AsyncFn(FutureDef):
         super().__init__(name, tuple(params), output)
         self.body = body
 
-    def emit(self, module: Module) -> None:
-        def lower(f: FnBuilder):
-            args = [f.arg(n) for n, _ in self.params]
-            result = self.body(f, *args)
-            if isinstance(result, FutureCall):  # `async fn f() { g().await }` tail
-                result = f.await_(result)
-            if (result is None) != (self.output is None):
-                raise FutureBuildError(f"async fn {self.name} must return "
-                                       f"{'a ' + self.output.name if self.output else 'nothing'}")
-            f.ready(result)
-
-        build_poll(module, self, lower)
+    def lower(self, f: FnBuilder) -> None:
+        args = [f.arg(n) for n, _ in self.params]
+        result = self.body(f, *args)
+        if isinstance(result, FutureCall):  # `async fn f() { g().await }` tail
+            result = f.await_(result)
+        if (result is None) != (self.output is None):
+            raise FutureBuildError(f"async fn {self.name} must return "
+                                   f"{'a ' + self.output.name if self.output else 'nothing'}")
+        f.ready(result)
 
 
 class LeafFuture(FutureDef):
@@ -45,9 +41,6 @@ class LeafFuture(FutureDef):
     def __init__(self, name: str, params, output: PtxType | None, lower: Callable):
         super().__init__(name, tuple(params), output)
         self.lower = lower
-
-    def emit(self, module: Module) -> None:
-        build_poll(module, self, self.lower)
 
 
 def async_fn(params=(), output: PtxType | None = S32, name: str | None = None):

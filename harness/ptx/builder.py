@@ -64,7 +64,6 @@ class Builder:
         self.module = module
         self.fn = fn
         self._guard: tuple | None = None
-        self._labels = 0
 
     # ------------------------------------------------------------------ construction
 
@@ -106,8 +105,14 @@ class Builder:
         return new_reg(self.fn, _t(t), hint)
 
     def new_label(self, hint: str = "L") -> Label:
-        self._labels += 1
-        return Label(f"$L_{hint}_{self._labels}")
+        return Label(f"$L_{hint}_{self._next_label()}")
+
+    def _next_label(self) -> int:
+        # Per function, not per builder: several builders may write one body (an inlined
+        # poll function is emitted by its own FnBuilder into its caller's function).
+        n = self.fn.counters.get("$label", 0) + 1
+        self.fn.counters["$label"] = n
+        return n
 
     def place(self, label: Label) -> Label:
         """Put ``label`` at the current position."""
@@ -464,9 +469,8 @@ class Builder:
 
     def brx_idx(self, index: Reg, targets: list) -> None:
         """Indirect branch: jump to ``targets[index]``."""
-        self._labels += 1
         self.emit("brx.idx", (), (), None, (index,), targets=list(targets),
-                  table=f"$T_{self._labels}")
+                  table=f"$T_{self._next_label()}")
 
     def ret(self, value=None) -> None:
         """Return (storing ``value`` into the function's return parameter first)."""
