@@ -95,11 +95,6 @@ def _store(b, base, i, v, t):
 
 # -------------------------------------------------------------------- ALU case tables
 
-# op -> (arity, types, builder call, numpy reference or None)
-def _wrap(t):
-    return lambda x: np.asarray(x).astype(object)
-
-
 def _ref_int(fn, t):
     def ref(*xs):
         vals = [np.asarray(x).astype(object) for x in xs]
@@ -230,10 +225,6 @@ def alu_cases() -> list:
 
 
 # ------------------------------------------------------------------ special cases
-
-
-def _idx_out(rng):
-    return []
 
 
 def case_memory() -> list:

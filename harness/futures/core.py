@@ -111,12 +111,6 @@ def set_frame_space(module: Module, space: str) -> None:
     module._frame_space = space
 
 
-def wake_decl(module: Module) -> None:
-    """Every module with futures has the executor-supplied ``wake(task, exec)``."""
-    if "wake" not in module.functions:
-        raise FutureBuildError("the executor must define wake(task, exec) before futures are emitted")
-
-
 # ------------------------------------------------------------------- the DSL builder
 
 
