@@ -201,7 +201,7 @@ def cmd_run(args) -> int:
     timing = _timing_options(args)
     backend = _backend_name(args.backend, args.device)
     exs, wls = _executors_workloads(args)
-    ntasks = args.ntasks or (1 << 20 if backend == "gpu" else 256)
+    ntasks = args.ntasks or (1 << 20 if backend == "gpu" else 64)
     # --dispatch and --granularity pick among each executor's own modes and granularities
     specs = [CaseSpec(ex.name, wl.name, d, g, ntasks, args.block, args.seed)
              for ex, wl in itertools.product(exs, wls)
@@ -305,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
                     help="default: every mode the executor has")
     sp.add_argument("--granularity", action="append", choices=["thread", "warp", "block"])
     sp.add_argument("--backend", choices=["gpu", "emu"], help="default: gpu when present")
-    sp.add_argument("--ntasks", type=int, help="tasks per case (default 2^20 GPU, 256 emulator)")
+    sp.add_argument("--ntasks", type=int, help="tasks per case (default 2^20 GPU, 64 emulator: every case then runs in a few seconds of CPU)")
     sp.add_argument("--block", type=int, default=128)
     sp.add_argument("--repeats", type=int,
                     help="a fixed number of timed samples per kernel (default: the protocol "
