@@ -225,13 +225,26 @@ def cmd_run(args) -> int:
         def start(spec):
             progress.update(bar, description=spec_label(spec))
 
+        finished = []
+
         def done(rec):
+            finished.append(rec)
             if rec["status"] not in ("pass", "skip"):
                 progress.console.print(f"{rec['status']}: {spec_label(rec['spec'])}: "
                                        f"{rec['message']}", markup=False, highlight=False)
             progress.advance(bar)
 
-        records = run_cases(specs, options, timeout_s=args.case_timeout, on_start=start, on_done=done)
+        try:
+            records = run_cases(specs, options, timeout_s=args.case_timeout, on_start=start,
+                                on_done=done)
+        except KeyboardInterrupt:
+            # Ctrl-C keeps what finished: the cases done so far are saved, marked interrupted.
+            config["interrupted_after"] = len(finished)
+            if not args.no_save and finished:
+                path = save(document(env, args.argv, config, finished), args.out)
+                err_console.print(f"interrupted after {len(finished)} of {len(specs)} cases; "
+                                  f"results so far: {path}", markup=False, highlight=False)
+            raise
 
     console.print(case_table(records, backend))
     counts = {s: sum(r["status"] == s for r in records)

@@ -401,3 +401,27 @@ def test_run_no_save_and_usage_errors(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     assert main(_run_args(tmp_path, "--case-timeout", "0")) == 2
     assert capsys.readouterr().err.strip() == "pollbench: error: --case-timeout must be positive, not 0"
+
+
+def test_ctrl_c_keeps_the_finished_cases(tmp_path, monkeypatch, capsys):
+    """A run interrupted after its first case saves that case (marked interrupted), exits 130."""
+    import harness.orchestrate as orchestrate
+    from harness.cli import main
+    from harness.results import load
+
+    real = orchestrate.run_one
+    calls = []
+
+    def one_then_interrupt(*a, **kw):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(orchestrate, "run_one", one_then_interrupt)
+    rc = main(["run", "--backend", "emu", "--ntasks", "32", "--executor", "block_on",
+               "--workload", "seed_demo", "--granularity", "thread", "--out", str(tmp_path)])
+    assert rc == 130
+    (path,) = tmp_path.glob("emulator/*.json")
+    doc = load(path)
+    assert len(doc["cases"]) == 1 and doc["run"]["config"]["interrupted_after"] == 1
