@@ -21,8 +21,9 @@ import numpy as np
 from harness.futures import SPAWN_FAILED, yield_now
 from harness.futures.latch import count_down, wait
 from harness.futures.lib import AsyncFn
+from harness.ptx import Builder, Module
 from harness.ptx.types import S32, U32, U64
-from workloads.base import Workload
+from workloads.base import BASELINE_PARAMS, Workload
 
 # join record of root i: [latch 8 B][root args u64][root task u32][pad] then per child
 # [record base u64][j u32][pad]
@@ -139,6 +140,30 @@ class FanOutWorkload(Workload):
             return None
 
         return AsyncFn("fan_out_root", [("task", U32), ("args", U64)], None, body)
+
+    def build_baseline(self, module: Module) -> str:
+        """Each root computes its children's values inline: no spawn, no latch, no join
+        records (``joins`` is left untouched)."""
+        name = "fan_out_baseline"
+        b = Builder.entry(module, name, BASELINE_PARAMS)
+        task = b.global_index()
+        n = b.param("ntasks")
+        with b.if_(b.setp("ge", task, n)):
+            b.exit()
+        args = b.param("args")
+        c = self.load_input(b, args, "nchild", task, U32)
+        xs = self.input_ptr(b, args, self.input_names.index("x"))
+        total = b.mov(0, type=S32)
+        for j in range(self.children):
+            # x is children * n long, child j of root i at j * n + i (as the child reads it); the
+            # load is in bounds even for j >= c_i, so a select replaces a branch
+            x = b.ld("global", b.element_addr(xs, b.mad(n, j, task), 4), S32)
+            val = b.selp(b.add(b.mul(x, 3), j), 0, b.setp("gt", c, j), type=S32)
+            self.store_output(b, args, task, j, val, S32)
+            b.add(total, val, dst=total)
+        self.store_output(b, args, task, self.children, total, S32)
+        b.ret()
+        return name
 
     # -------------------------------------------------------------- host side
 

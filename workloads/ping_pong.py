@@ -22,13 +22,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.futures.channel import channel_bytes, recv, send
+from harness.futures.channel import HEAD, SLOTS, TAIL, channel_bytes, recv, send
 from harness.futures.lib import AsyncFn
+from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
-from workloads.base import Workload
+from workloads.base import BASELINE_PARAMS, Workload
 
-CB = channel_bytes(1)
+CAP = 1
+CB = channel_bytes(CAP)
 SUM, COUNT, MAX, STAMP = range(4)  # rows of the stats buffer (u64, SoA)
+
+
+def _at(b: Builder, ch, off: int):
+    return b.add(ch, off, type=U64) if off else ch
+
+
+def _slot(b: Builder, ch, index):
+    """Address of ring slot ``index mod CAP`` of channel ``ch``."""
+    return b.add(_at(b, ch, SLOTS), b.mul(b.and_(index, CAP - 1, type=U32), 4, mode="wide"),
+                 type=U64)
 
 
 class PingPongWorkload(Workload):
@@ -104,6 +116,67 @@ class PingPongWorkload(Workload):
 
     def _rounds(self, f):
         return self.load_input(f, f.arg("args"), "rounds", f.arg("task"), U32)
+
+    # ------------------------------------------------------------ baseline
+
+    @staticmethod
+    def _spin_send(b: Builder, ch, value) -> None:
+        """``channel.send`` without parking: spin while the ring is full, then publish."""
+        tail = b.ld("global", _at(b, ch, TAIL), U32, sem="relaxed", scope="gpu")
+        with b.loop() as lp:
+            head = b.ld("global", _at(b, ch, HEAD), U32, sem="acquire", scope="gpu")
+            lp.break_if(b.setp("lt", b.sub(tail, head), CAP, type=U32))
+        b.st("global", _slot(b, ch, tail), value, type=U32)
+        b.st("global", _at(b, ch, TAIL), b.add(tail, 1), sem="release", scope="gpu")
+
+    @staticmethod
+    def _spin_recv(b: Builder, ch):
+        """``channel.recv`` without parking: spin while the ring is empty, then take one."""
+        head = b.ld("global", _at(b, ch, HEAD), U32, sem="relaxed", scope="gpu")
+        with b.loop() as lp:
+            tail = b.ld("global", _at(b, ch, TAIL), U32, sem="acquire", scope="gpu")
+            lp.break_if(b.setp("ne", tail, head))
+        value = b.ld("global", _slot(b, ch, head), U32)
+        b.st("global", _at(b, ch, HEAD), b.add(head, 1), sem="release", scope="gpu")
+        return value
+
+    def build_baseline(self, module: Module) -> str:
+        """A flag hand-off written by hand: each pair's threads spin on the same two channels
+        (same layout and acquire/release protocol as ``harness.futures.channel``) in one
+        kernel. Nobody parks, so the waiter slots stay 0 and no wake or fence.sc is needed;
+        head/tail only grow, so a relaunch on the same ``chans`` starts from empty channels.
+        The latency stats are not recorded. The two threads of a pair are adjacent lanes
+        of one warp: their spinning relies on independent thread scheduling (sm_70+)."""
+        name = "ping_pong_baseline"
+        b = Builder.entry(module, name, BASELINE_PARAMS)
+        task = b.global_index()
+        with b.if_(b.setp("ge", task, b.param("ntasks"))):
+            b.exit()
+        args = b.param("args")
+        rounds = self.load_input(b, args, "rounds", task, U32)
+        pair = b.shr(task, 1)
+        base = self.input_ptr(b, args, self.input_names.index("chans"))
+        ab = b.element_addr(base, pair, 2 * CB)
+        ba = b.add(ab, CB, type=U64)
+        ping = b.setp("eq", b.and_(task, 1, type=U32), 0, type="b32")
+        tok = b.selp(self.load_input(b, args, "x", pair, U32), 0, ping, type=U32)
+        i = b.mov(0, type=U32)
+        with b.if_(ping):
+            with b.loop() as lp:
+                lp.break_if(b.setp("ge", i, rounds))
+                self._spin_send(b, ab, tok)
+                b.add(self._spin_recv(b, ba), 7, dst=tok)
+                b.add(i, 1, dst=i)
+        with b.if_(ping, negate=True):
+            with b.loop() as lp:
+                lp.break_if(b.setp("ge", i, rounds))
+                b.mov(self._spin_recv(b, ab), dst=tok)
+                self._spin_send(b, ba, b.add(b.mul(tok, 3), 1))
+                b.add(i, 1, dst=i)
+        self.store_output(b, args, task, 0, tok, U32)
+        self.store_output(b, args, task, 1, i, U32)
+        b.ret()
+        return name
 
     # -------------------------------------------------------------- host side
 
