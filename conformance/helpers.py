@@ -82,8 +82,7 @@ def run_root(executor: str, root, n: int, backend, rows: int, init: dict | None 
     for r, values in (init or {}).items():
         table[ROW0 // 4 + r * n: ROW0 // 4 + (r + 1) * n] = values
     args = backend.to_device(table)
-    capacity = kernel.capacity if kernel.capacity is not None else n + kernel.spawn_capacity
-    frames = backend.alloc(kernel.state_bytes + capacity * kernel.stride)
+    frames = backend.alloc(kernel.frames_bytes(n))
     grid, block = geometry or default_geometry(executor, n)
     launch = ex.launch(backend, kernel, grid, block,
                        [frames, np.uint32(n), args, backend.stop_ptr(), 0], checked=True)

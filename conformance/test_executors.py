@@ -146,8 +146,7 @@ def test_no_lost_wakeups_under_100_random_schedules_emulator(executor):
         inputs = wl.make_inputs(rng, 2)
         inputs["rounds"][:] = 2
         args, out = wl.upload(be, inputs, 2)
-        capacity = kernel.capacity if kernel.capacity is not None else 2 + kernel.spawn_capacity
-        frames = be.alloc(kernel.state_bytes + capacity * kernel.stride)
+        frames = be.alloc(kernel.frames_bytes(2))
         ex.launch(be, kernel, 1, 2, [frames, np.uint32(2), args, be.stop_ptr(), 0], checked=True)
         got = wl.read_output(be, out, 2)
         assert (got == wl.reference(inputs, 2)).all(), f"seed {seed}: {got}"

@@ -106,7 +106,7 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
         backend.load(m)
         args, out = wl.upload(backend, inputs, n)
         stats = wl.input_buffer(backend, args, "stats")
-        frames = backend.alloc(kernel.state_bytes + n * kernel.stride)
+        frames = backend.alloc(kernel.frames_bytes(n))
         launch_args = [frames, np.uint32(n), args, backend.stop_ptr(), 0]
 
         def latency(run):

@@ -2,9 +2,10 @@
 for a spawn list, in one of two dispatch modes and at one worker granularity.
 
 Every executor kernel has the same parameters, so the host side is shared:
-``(frames: u64, ntasks: u32, args: u64, stop: u64, counters: u64)``. Task ``i``'s header
-starts at ``frames + i * stride``: ``[poll_fn: u64][reserved: u64]`` then the root future's
-frame. ``stop`` points at a u32 the host sets to ask the kernel to give up (the watchdog).
+``(frames: u64, ntasks: u32, args: u64, stop: u64, counters: u64)``. ``frames`` holds the
+executor's state, then one *record* per task: header rows (the executor's), then the
+task's frame rows, 32 neighbouring tasks interleaved row by row
+(``harness.futures.record_addr``) so that a warp's accesses to one field coalesce. ``stop`` points at a u32 the host sets to ask the kernel to give up (the watchdog).
 ``counters`` is 0, or (instrumented builds) ``COUNTER_FIELDS`` u64s per thread (§8).
 
 An executor whose host side is not "one launch" (the CUDA-graph executor) overrides
@@ -17,10 +18,9 @@ from dataclasses import dataclass
 
 from harness.errors import PollbenchError
 from harness.futures import FutureDef
-from harness.ptx import Builder, Module
+from harness.ptx import Builder, Module, Sym
 from harness.ptx.types import U32, U64
 
-HEADER = 16
 KERNEL_PARAMS = (("frames", U64), ("ntasks", U32), ("args", U64), ("stop", U64),
                  ("counters", U64))
 # How a run loop polls a root task: "inline" writes the root's poll body (and its
@@ -40,19 +40,34 @@ class ExecutorKernel:
     """What the host needs to launch an executor's kernel.
 
     The ``frames`` buffer is ``state_bytes`` of executor state (zeroed by the host: run
-    queues, pool counters, the error word) followed by ``capacity`` task slots of
-    ``stride`` bytes (poisoned). ``capacity`` is ``ntasks`` roots plus what the workload
-    may spawn. A non-zero u32 at ``error_offset`` (inside the state) after a run is an
-    executor error, e.g. ``ERROR_POOL_FULL``.
+    queues, pool counters, the error word) followed by ``capacity`` task records of
+    ``rows`` u32 rows each, in groups of 32 interleaved tasks (poisoned, except the rows an
+    executor zeroes). ``capacity`` is ``ntasks`` roots plus what the workload may spawn. A
+    non-zero u32 at ``error_offset`` (inside the state) after a run is an executor error,
+    e.g. ``ERROR_POOL_FULL``.
     """
 
     name: str
-    stride: int  # bytes per task: header + largest frame
-    frame_bytes: int
+    rows: int  # u32 rows per task record: header + largest frame
+    frame_bytes: int  # frame bytes per task (0: the frame is registers)
     state_bytes: int = 0
     capacity: int | None = None  # None: ntasks + spawn_capacity
     spawn_capacity: int = 0  # slots beyond the ntasks roots, for spawned tasks
     error_offset: int | None = None
+
+    @property
+    def stride(self) -> int:
+        """Bytes per task record."""
+        return 4 * self.rows
+
+    def task_capacity(self, ntasks: int) -> int:
+        return self.capacity if self.capacity is not None else ntasks + self.spawn_capacity
+
+    def frames_bytes(self, ntasks: int) -> int:
+        """Size of the ``frames`` buffer for a launch over ``ntasks`` roots."""
+        from harness.futures import records_bytes
+
+        return self.state_bytes + records_bytes(self.rows, self.task_capacity(ntasks))
 
 
 STOP_EVERY = 64  # run-loop iterations between looks at the clock for a stop check
@@ -186,31 +201,57 @@ def count_at(b: Builder, counters, thread_index, field: str, value=1) -> None:
         addr = b.add(rec, 8 * COUNTER_FIELDS.index(field), type=U64)
         b.red("global", "add", addr, b.mov(value, type=U64) if isinstance(value, int) else value)
 
-def spawn_root(b: Builder, root: FutureDef, header, task, args, dispatch: str):
-    """Spawn one root task: write its header's poll_fn (indirect mode), its arguments
-    ``(task, args)`` and resume = 0. Returns the frame address."""
-    from harness.ptx import Sym
-
-    frame = b.add(header, HEADER, type=U64)
-    if dispatch == "indirect":
-        b.st("global", header, b.mov(Sym(root.poll_name)), type=U64)
-    b.st("global", b.add(frame, root.arg_offset("task"), type=U64), task, type=U32)
-    b.st("global", b.add(frame, root.arg_offset("args"), type=U64), args, type=U64)
-    b.st("global", frame, b.mov(0, type=U32))
-    return frame
+POLL_FN_ROW = 0  # a task record's first rows: its poll_fn (u64), for indirect dispatch
+HEADER_ROWS = 2
 
 
-def poll_root(b: Builder, root: FutureDef, header, frame, task, exec_, dispatch: str):
-    """Poll a root task: its body inlined into the run loop, a direct call of its .func,
-    or an indirect call through the header's poll_fn (Embassy's type-erased ``poll_fn``)."""
-    if dispatch == "inline":
-        from harness.futures.core import inline_poll
+def first_poll(b: Builder, root: FutureDef, record, frame, task, exec_, args: list,
+               dispatch: str, space: str = "global", keep_poll_fn: bool | None = None,
+               poll_fn_row: int = POLL_FN_ROW):
+    """The optimistic first poll of a task of type ``root``: ``start_<root>`` with its
+    arguments in registers, so a task that is Ready at once touches no frame memory.
+    ``direct`` calls it; ``indirect`` calls it through a register holding its address
+    (Embassy's type-erased call). When it returns Pending and ``keep_poll_fn`` (default:
+    indirect dispatch), ``poll_<root>`` is stored as the record's ``poll_fn`` for the polls
+    that follow. Returns the status register."""
+    from harness.futures import PENDING, st_row
 
-        return inline_poll(b, root, frame, task, exec_)
+    root.emit_start(b.module)
+    root.emit(b.module)
+    values = [frame, task, exec_] + list(args)
     if dispatch == "direct":
-        return b.call(root.poll_name, [frame, task, exec_])
-    fptr = b.ld("global", header, U64)
-    return b.call(fptr, [frame, task, exec_], proto=b.module.functions[root.poll_name])
+        status = b.call(root.start_name, values)
+    else:
+        fptr = b.mov(Sym(root.start_name))
+        status = b.call(fptr, values, proto=b.module.functions[root.start_name])
+    if keep_poll_fn if keep_poll_fn is not None else dispatch == "indirect":
+        with b.if_(b.setp("eq", status, PENDING)):
+            st_row(b, space, record, poll_fn_row, b.mov(Sym(root.poll_name)), U64)
+    return status
+
+
+def dispatch_poll(b: Builder, types: tuple, record, frame, task, exec_, dispatch: str,
+                  space: str = "global", poll_fn_row: int = POLL_FN_ROW):
+    """A later poll of the task at ``record``: ``indirect`` calls through its ``poll_fn``
+    (Embassy's type-erased call); ``direct`` calls ``poll_<type>`` -- the one task type's,
+    or, when several types may be polled here, the type whose address ``poll_fn`` holds
+    (monomorphised dispatch). Returns the status register."""
+    from harness.futures import ld_row
+
+    if dispatch == "direct" and len(types) == 1:
+        return b.call(types[0].poll_name, [frame, task, exec_])
+    fptr = ld_row(b, space, record, poll_fn_row, U64)
+    if dispatch == "indirect":
+        return b.call(fptr, [frame, task, exec_], proto=b.module.functions[types[0].poll_name])
+    status = b.mov(0, type=U32)
+    done = b.new_label("polled")
+    for t in types:
+        with b.if_(b.setp("eq", fptr, b.mov(Sym(t.poll_name)), type=U64)):
+            b.mov(b.call(t.poll_name, [frame, task, exec_]), dst=status)
+            b.bra(done)
+    b.trap()  # a poll_fn of no known type: a corrupted record
+    b.place(done)
+    return status
 
 
 def define_noop_wake(module: Module) -> None:

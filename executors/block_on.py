@@ -4,18 +4,24 @@ The floor cost of a future with no scheduler. The worker granularity sets the sc
 run loop: ``thread`` (each thread loops until its task is Ready), ``warp`` (the warp loops
 until every lane's task is Ready, ``vote.sync.all``), ``block`` (the block loops until every
 task in it is Ready, ``bar.red.and``) -- the same polls, different synchronisation.
+
+A task never leaves its thread, so with ``inline`` dispatch its frame is registers
+(``RegisterTask``: the poll body is written into the loop, as rustc + LLVM make a pinned
+local future of an inlined ``block_on``). ``direct``/``indirect`` poll through the ABI:
+the first poll is ``start_<root>`` with the arguments in registers, the later ones
+``poll_<root>`` on the task's frame record in global memory.
 """
 
 from __future__ import annotations
 
 from executors.base import (
-    HEADER, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller, define_noop_wake,
-    poll_root, spawn_root, worker_all, worker_any,
+    HEADER_ROWS, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller, define_noop_wake,
+    dispatch_poll, first_poll, worker_all, worker_any,
 )
-from harness.futures import READY, FutureDef
+from harness.futures import READY, FutureDef, RegisterTask, record_addr
+from harness.futures.core import ROW_BYTES
 from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
-
 
 
 class BlockOn(Executor):
@@ -29,8 +35,6 @@ class BlockOn(Executor):
               tasks: tuple = (), spawn_capacity: int = 0) -> ExecutorKernel:
         self.check(dispatch, granularity)
         define_noop_wake(module)
-        root.emit(module)
-        stride = HEADER + root.frame_size
         name = f"block_on_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
         b = Builder.entry(module, name, KERNEL_PARAMS)
         gid = b.global_index()
@@ -41,20 +45,26 @@ class BlockOn(Executor):
         if granularity == "thread":
             with b.if_(valid, negate=True):
                 b.exit()
-        header = b.add(frames, b.mul(gid, stride, mode="wide"), type=U64)
-        frame = b.reg(U64)
-        with b.if_(valid):
-            spawn_root(b, root, header, gid, args, dispatch)
-        b.add(header, HEADER, type=U64, dst=frame)
         done = b.reg(U32)  # 1 once this thread's task is Ready (or it has none)
         b.selp(0, 1, valid, type=U32, dst=done)
-        stopper = StopPoller(b)
-        with b.loop() as loop:
-            with b.if_(b.setp("eq", done, 0)):
+        if dispatch == "inline":
+            task = RegisterTask(b, root, gid, frames, [gid, args])
+            poll = task.poll
+        else:
+            root.emit(module)
+            rows = HEADER_ROWS + root.rows
+            record = record_addr(b, frames, gid, rows)
+            frame = b.add(record, HEADER_ROWS * ROW_BYTES, type=U64)
+            with b.if_(valid):  # the first poll: arguments in registers
                 probe.begin()
-                status = poll_root(b, root, header, frame, gid, header, dispatch)
+                status = first_poll(b, root, record, frame, gid, frames, [gid, args], dispatch)
                 probe.poll_done(status)
                 b.selp(1, 0, b.setp("eq", status, READY), type=U32, dst=done)
+
+            def poll():
+                return dispatch_poll(b, (root,), record, frame, gid, frames, dispatch)
+        stopper = StopPoller(b)
+        with b.loop() as loop:
             finished = b.setp("ne", done, 0)
             if granularity != "thread":
                 probe.begin()  # a finished lane waiting for its warp/block is idle
@@ -62,7 +72,14 @@ class BlockOn(Executor):
             if granularity != "thread":
                 probe.end("idle_cycles")
             loop.break_if(finished)
+            with b.if_(b.setp("eq", done, 0)):
+                probe.begin()
+                status = poll()
+                probe.poll_done(status)
+                b.selp(1, 0, b.setp("eq", status, READY), type=U32, dst=done)
             loop.break_if(worker_any(b, stopper.poll(b, stop), granularity))
         probe.finish(b.param("counters"), gid)
         b.ret()
-        return ExecutorKernel(name, stride, root.frame_size)
+        if dispatch == "inline":
+            return ExecutorKernel(name, rows=0, frame_bytes=0)
+        return ExecutorKernel(name, rows=rows, frame_bytes=root.frame_size)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from executors.base import Probe, worker_all, worker_any
 from executors.runqueue import (
-    KERNEL_PARAMS, Q_LIVE, RunQueueExecutor, StopPoller, finish_counters, header_addr,
-    run_batch, spawn_roots,
+    KERNEL_PARAMS, RunQueueExecutor, StopPoller, finish_counters, live_tasks, record, run_batch,
+    start_roots,
 )
 from harness.ptx import Builder
-from harness.ptx.types import B32, PRED, U32, U64
+from harness.ptx.types import B32, PRED
 
 
 class Embassy(RunQueueExecutor):
@@ -35,44 +35,42 @@ class Embassy(RunQueueExecutor):
     def on_busy(self, b: Builder, state) -> None:
         """A non-empty batch was polled."""
 
-    def emit_kernel(self, module, name, types, stride, dispatch, instrument,
+    def emit_kernel(self, module, name, types, rows, dispatch, instrument,
                     granularity="thread") -> None:
         b = Builder.entry(module, name, KERNEL_PARAMS)
         probe = Probe(b, instrument)
-        r = self.prologue(b, instrument)
+        r = self.prologue(b, instrument, spawns=module._runqueue_layout[1] > 0)
         gid, base = r["gid"], r["base"]
         # Workers without roots (gid >= ntasks) have no queue: nothing is ever homed there.
         has_roots = b.setp("lt", gid, r["ntasks"])
         if granularity == "thread":
             with b.if_(has_roots, negate=True):
                 b.exit()
-        rec = header_addr(b, base, gid, stride)
+        rec = record(b, base, gid, rows)
         with b.if_(has_roots):
-            spawn_roots(b, base, types, gid, r["nworkers"], r["ntasks"], r["args"], stride, probe)
+            start_roots(b, base, types, gid, r["nworkers"], r["ntasks"], r["args"], rows,
+                        r["exec"], dispatch, probe)
         idle = self.idle_setup(b)
         stopper = StopPoller(b)
         done = b.reg(PRED)
         with b.loop() as lp:
-            # An iteration whose swap finds the queue empty is idle from here: the swap
-            # itself is Embassy's spin (run_batch's polls restart the mark when it is not).
-            probe.begin()
-            head = b.mov(0, type=B32)
-            with b.if_(has_roots):
-                b.mov(run_batch(b, base, rec, types, r["exec"], stride, dispatch, probe), dst=head)
-            empty = b.setp("eq", head, 0, type=B32)
+            # Nothing alive here: done (the queue can only hold despawned tasks, which the
+            # dequeue would skip). Else swap the queue; an empty swap is idle from here:
+            # the swap itself is Embassy's spin (run_batch's polls restart the mark).
             b.not_(has_roots, dst=done)
-            with b.if_(empty):
-                with b.if_(has_roots):
-                    live = b.ld("global", b.add(rec, Q_LIVE, type=U64), U32, sem="relaxed",
-                                scope="gpu")
-                    b.setp("eq", live, 0, dst=done)
-                with b.if_(done, negate=True):
+            with b.if_(has_roots):
+                b.setp("eq", live_tasks(b, rec), 0, dst=done)
+            with b.if_(done, negate=True):
+                probe.begin()
+                head = run_batch(b, base, rec, types, r["exec"], rows, dispatch, probe)
+                empty = b.setp("eq", head, 0, type=B32)
+                with b.if_(empty):
                     self.on_idle(b, idle)
                     probe.end("idle_cycles")
-            with b.if_(empty, negate=True):
-                self.on_busy(b, idle)
+                with b.if_(empty, negate=True):
+                    self.on_busy(b, idle)
             # The worker's scope: a thread leaves alone; a warp (vote.sync) or a block
-            # (bar.red) leaves when every lane's queue is drained, as block_on's do.
+            # (bar.red) leaves when every lane's tasks are done, as block_on's do.
             lp.break_if(worker_all(b, done, granularity))
             lp.break_if(worker_any(b, stopper.poll(b, r["stop"]), granularity))
         finish_counters(b, probe, r["counters"], gid)

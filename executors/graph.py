@@ -4,9 +4,10 @@ A host-built CUDA graph holds one WHILE conditional node whose body is one kerne
 *round*: every worker (a thread) swaps its run-queue head to null and polls that batch once
 (Embassy's ``dequeue_all``, the same queues, wake and spawn as ``embassy``), then leaves. The
 first round also spawns the roots (a per-worker ``started`` flag). The WHILE node repeats
-rounds until the round in which the last task becomes Ready: that thread's
-``atom.add(finished)`` makes ``finished == ntasks + spawned``, and it calls
-``cudaGraphSetConditional(handle, 0)`` from PTX; the handle is a plain u64 kernel argument.
+rounds until the round in which the last task becomes Ready: each block adds the tasks that
+became Ready in it to ``finished`` (one ``atom.add`` per block), and the block whose add makes
+``finished == ntasks + spawned`` calls ``cudaGraphSetConditional(handle, 0)`` from PTX; the
+handle is a plain u64 kernel argument.
 Thread 0 also ends the loop when the host raises the stop flag (the watchdog).
 
 Why "finished == ntasks + spawned" is exact: every spawn's ``pool_next`` increment happens
@@ -21,9 +22,10 @@ from __future__ import annotations
 
 from executors.base import Probe
 from executors.runqueue import (
-    FINISHED, KERNEL_PARAMS, POOL_NEXT, STARTED, RunQueueExecutor, finish_counters,
-    header_addr, run_batch, spawn_roots, stop_requested,
+    FINISHED, KERNEL_PARAMS, POOL_NEXT, STARTED, RunQueueExecutor, finish_counters, record,
+    run_batch, start_roots, stop_requested,
 )
+from harness.futures import row_mem
 from harness.backend import Launch
 from harness.errors import PollbenchError
 from harness.ptx import Builder
@@ -38,40 +40,57 @@ class Graph(RunQueueExecutor):
     summary = ("CUDA graph: a WHILE node repeats a round kernel that polls each worker's "
                "ready batch once; the last Ready calls cudaGraphSetConditional from PTX")
 
-    def emit_kernel(self, module, name, types, stride, dispatch, instrument,
+    def emit_kernel(self, module, name, types, rows, dispatch, instrument,
                     granularity="thread") -> None:
         if "cudaGraphSetConditional" not in module.functions:
             # .b64/.b32: the declaration the H100 self-test verified (harness/gpu/selftest.py)
             Builder.extern(module, "cudaGraphSetConditional", [("handle", B64), ("value", B32)])
         b = Builder.entry(module, name, ROUND_PARAMS)
         probe = Probe(b, instrument)
-        r = self.prologue(b, instrument)
+        capacity = module._runqueue_layout[1]
+        r = self.prologue(b, instrument, spawns=capacity > 0)
         gid, base, ntasks = r["gid"], r["base"], r["ntasks"]
         handle = b.param("handle")
-        capacity = module._runqueue_layout[1]
-
-        def end_loop():
-            b.call("cudaGraphSetConditional", [handle, b.mov(0, type=U32)])
+        # Tasks that became Ready in this round, counted per thread, then per block: one
+        # global atomic per block, not one per task (2^20 Ready roots on one address
+        # would serialise at the L2).
+        finished = b.mov(0, type=U32)
+        count = Builder.shared(module, f"{name}_finished", 4, 4)
 
         def on_ready():
-            done = b.add(b.atom("global", "add", b.add(base, FINISHED, type=U64), 1, type=U32,
-                                sem="acq_rel", scope="gpu"), 1)
-            spawned = b.ld("global", b.add(base, POOL_NEXT, type=U64), U32, sem="acquire",
-                           scope="gpu")
-            spawned = b.min(spawned, capacity, type=U32)  # failed spawns count past it
-            with b.if_(b.setp("eq", done, b.add(ntasks, spawned))):
-                end_loop()
+            b.add(finished, 1, dst=finished)
 
         with b.if_(b.setp("lt", gid, ntasks)):
-            rec = header_addr(b, base, gid, stride)
-            started = b.add(rec, STARTED, type=U64)
+            rec = record(b, base, gid, rows)
+            started = row_mem(rec, STARTED)
             with b.if_(b.setp("eq", b.ld("global", started, U32), 0)):
                 b.st("global", started, b.mov(1, type=U32))
-                spawn_roots(b, base, types, gid, r["nworkers"], ntasks, r["args"], stride, probe)
-            run_batch(b, base, rec, types, r["exec"], stride, dispatch, probe, on_ready)
+                start_roots(b, base, types, gid, r["nworkers"], ntasks, r["args"], rows,
+                            r["exec"], dispatch, probe, on_ready)
+            run_batch(b, base, rec, types, r["exec"], rows, dispatch, probe, on_ready)
+        # The block's count: thread 0 zeroes it, every thread adds its own, thread 0 adds the
+        # block's to ``finished`` (bar.sync orders the shared accesses). The add that makes
+        # finished == ntasks + spawned ends the loop.
+        first = b.setp("eq", b.special("tid.x"), 0)
+        with b.if_(first):
+            b.st("shared", count, b.mov(0, type=U32))
+        b.bar_sync(0)
+        with b.if_(b.setp("ne", finished, 0)):
+            b.red("shared", "add", count, finished, type=U32)
+        b.bar_sync(0)
+        with b.if_(first):
+            total = b.ld("shared", count, U32)
+            with b.if_(b.setp("ne", total, 0)):
+                done = b.add(b.atom("global", "add", b.add(base, FINISHED, type=U64), total,
+                                    type=U32, sem="acq_rel", scope="gpu"), total)
+                spawned = b.ld("global", b.add(base, POOL_NEXT, type=U64), U32, sem="acquire",
+                               scope="gpu")
+                spawned = b.min(spawned, capacity, type=U32)  # failed spawns count past it
+                with b.if_(b.setp("eq", done, b.add(ntasks, spawned))):
+                    b.call("cudaGraphSetConditional", [handle, b.mov(0, type=U32)])
         with b.if_(b.setp("eq", gid, 0)):
             with b.if_(stop_requested(b, r["stop"])):
-                end_loop()
+                b.call("cudaGraphSetConditional", [handle, b.mov(0, type=U32)])
         finish_counters(b, probe, r["counters"], gid)
         b.ret()
 

@@ -2,21 +2,22 @@
 executor (``embassy-executor/src/raw``: ``state_atomics.rs``, ``run_queue_atomics.rs``,
 ``mod.rs``) ported to PTX, plus the ``spawn`` ABI and a fixed-capacity task pool.
 
-Memory (the kernel's ``frames`` buffer; the host zeroes all of it before every run, see
-``RunQueueExecutor.launch``)::
+Memory (the kernel's ``frames`` buffer)::
 
-    frames + 0     executor state, STATE_BYTES
+    frames + 0     executor state, STATE_BYTES (zeroed by the host before every run)
                    +0 error u32   +4 pool_next u32   +8 finished u32   +12 ntasks u32
                    +16 counters u64 (instrumented builds: where wake/spawn count)
-    frames + 64    task slot i at  64 + i * stride,  i < ntasks + spawn_capacity
-                   +0  poll_fn u64   type-erased poll function (Embassy's ``poll_fn``)
-                   +8  state u32     SPAWNED | RUN_QUEUED   (the header's "reserved" word,
-                   +12 next u32      run-queue link          Embassy's State + RunQueueItem)
-                   +16 head u32      } run queue of *worker* i (Embassy's SyncExecutor):
-                   +20 live u32      } head of its Treiber stack, tasks homed there not Ready
-                   +24 home u32      the worker whose run queue this task is pushed on
-                   +28 started u32   graph: worker i has spawned its roots
-                   +32 frame ...
+    frames + 64    task record i, i < ntasks + spawn_capacity: u32 rows, 32 neighbouring
+                   records interleaved row by row (``harness.futures.record_addr``), so a
+                   warp's accesses to one field are one 128-byte line:
+                   row 0 state      SPAWNED | RUN_QUEUED   } zeroed by the host before
+                   row 1 head       } run queue of *worker* i } every run (a 2-D memset of
+                   row 2 live       } (tasks homed there not  } the first rows of each
+                   row 3 started    graph: roots spawned      } group, 16 B per task)
+                   rows 4-5 poll_fn u64  type-erased poll function (Embassy's ``poll_fn``)
+                   row 6 next       run-queue link
+                   row 7 home       the worker whose run queue this task is pushed on
+                   rows 8..         the task's frame
 
 Task references are ids (``task`` of the poll ABI); a queue link holds ``id + 1`` so that 0
 is null and a zeroed buffer is an empty queue. Ids instead of pointers keep the link in the
@@ -27,6 +28,15 @@ Orderings are Embassy's: ``fetch_or``/``fetch_and`` AcqRel -> ``atom.acq_rel.gpu
 enqueue's ``fetch_update(SeqCst, SeqCst)`` -> ``fence.sc.gpu`` + ``atom.cas.acq_rel.gpu``
 (the PTX mapping of a seq_cst read-modify-write); ``swap(null, AcqRel)`` ->
 ``atom.exch.acq_rel.gpu``.
+
+The roots' first poll. A worker spawns each of its roots and polls it at once, with its
+arguments in registers (``start_<root>``): Embassy's spawn (enqueue) followed by a
+``dequeue_all`` whose batch is that root, fused. The task is marked SPAWNED by an
+``atom.exch`` (acq_rel) *before* the poll, so a wake during the poll sees it spawned and
+queues it (the same RMW-on-state ordering as the dequeue's ``fetch_and``); a root that is
+Ready at once costs that exchange, the despawn, and its ``home`` row -- no queue traffic
+and no frame. ``live`` is touched only by its own worker (a task is spawned by, and polled
+on, the thread it is homed at), so it is plain loads and stores.
 
 Workers. One run queue per thread. Root ``i`` is homed at thread ``i % threads``
 (``run_case`` launches one thread per root, so each starts with one root); a spawned task is
@@ -54,26 +64,25 @@ Ready" hold when a task is woken during the poll that returns Ready.
 
 from __future__ import annotations
 
-from harness.futures import READY, SPAWN_FAILED, FutureDef
+from harness.futures import (
+    READY, SPAWN_FAILED, FutureDef, ROW_BYTES, record_addr, row_mem, st_row, write_task_args,
+)
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.types import B32, U32, U64
 
 from executors.base import (  # noqa: F401 (stop_requested, StopPoller re-exported)
     COUNTER_FIELDS, ERROR_POOL_FULL, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller,
-    count_at, stop_requested,
+    count_at, dispatch_poll, first_poll, stop_requested,
 )
 
 SPAWNED, RUN_QUEUED = 1, 2
-RQ_HEADER = 32
-POLL_FN, STATE, NEXT, Q_HEAD, Q_LIVE, HOME, STARTED = 0, 8, 12, 16, 20, 24, 28
+STATE, Q_HEAD, Q_LIVE, STARTED, POLL_FN, NEXT, HOME = 0, 1, 2, 3, 4, 6, 7  # record rows
+ZEROED_ROWS = 4  # state, head, live, started: zeroed before every run
+RQ_HEADER_ROWS = 8
 ERROR, POOL_NEXT, FINISHED, NTASKS, COUNTERS = 0, 4, 8, 12, 16
 STATE_BYTES = 64
 INSTRUMENTED = 1  # tag bit of ``exec`` in instrumented builds: wake/spawn count then
 SPAWN_PARAMS = (("task", U32), ("exec", U64), ("poll_fn", U64), ("args", U64))
-
-
-def _align(n: int, a: int) -> int:
-    return -(-n // a) * a
 
 
 # ------------------------------------------------------------------ addressing
@@ -84,9 +93,14 @@ def exec_base(b: Builder, exec_):
     return b.and_(exec_, ~INSTRUMENTED & 0xFFFFFFFFFFFFFFFF, type=U64)
 
 
-def header_addr(b: Builder, base, task, stride: int):
-    """Address of task ``task``'s slot header."""
-    return b.add(b.add(base, STATE_BYTES, type=U64), b.mul(task, stride, mode="wide"), type=U64)
+def record(b: Builder, base, task, rows: int):
+    """Address of task ``task``'s record (row ``r`` at ``+ r * ROW_BYTES``)."""
+    return record_addr(b, b.add(base, STATE_BYTES, type=U64), task, rows)
+
+
+def frame_of(b: Builder, rec):
+    """The frame inside a record."""
+    return b.add(rec, RQ_HEADER_ROWS * ROW_BYTES, type=U64)
 
 
 def _thread_index(b: Builder):
@@ -101,10 +115,17 @@ def _count(b: Builder, exec_, base, field: str, value=1) -> None:
         count_at(b, counters, _thread_index(b), field, value)
 
 
+def _live_add(b: Builder, rec, delta: int) -> None:
+    """``live += delta`` of the worker whose record is ``rec`` (only that worker's own
+    thread ever changes it: plain load and store)."""
+    addr = row_mem(rec, Q_LIVE)
+    b.st("global", addr, b.add(b.ld("global", addr, U32), delta & 0xFFFFFFFF, type=U32), type=U32)
+
+
 # ------------------------------------------------------------------ the run queue
 
 
-def push(b: Builder, queue_head, task, hdr):
+def push(b: Builder, queue_head, task, rec):
     """``RunQueue::enqueue``: ``task.next = head; head = task`` by a CAS loop (Embassy's
     ``fetch_update(SeqCst, SeqCst)``). Returns the number of failed CASes (u32)."""
     retries = b.mov(0, type=U32)
@@ -112,7 +133,7 @@ def push(b: Builder, queue_head, task, hdr):
     b.fence("sc", "gpu")
     old = b.ld("global", queue_head, U32, sem="acquire", scope="gpu")
     with b.loop() as lp:
-        b.st("global", b.add(hdr, NEXT, type=U64), old, type=U32)
+        b.st("global", row_mem(rec, NEXT), old, type=U32)
         b.fence("sc", "gpu")
         seen = b.atom("global", "cas", queue_head, old, item, type=B32, sem="acq_rel", scope="gpu")
         lp.break_if(b.setp("eq", seen, old, type=B32))
@@ -121,50 +142,47 @@ def push(b: Builder, queue_head, task, hdr):
     return retries
 
 
-def wake_task(b: Builder, base, task, stride: int, exec_=None) -> None:
+def wake_task(b: Builder, base, task, rows: int, exec_=None) -> None:
     """``wake_task``: ``fetch_or(RUN_QUEUED)``; if it was clear and the task is spawned, push
     it onto its home worker's run queue. Counts wakes, queue ops and CAS retries when
     ``exec_`` (tagged) is given."""
-    hdr = header_addr(b, base, task, stride)
-    prev = b.atom("global", "or", b.add(hdr, STATE, type=U64), RUN_QUEUED, type=B32,
+    rec = record(b, base, task, rows)
+    prev = b.atom("global", "or", row_mem(rec, STATE), RUN_QUEUED, type=B32,
                   sem="acq_rel", scope="gpu")
     flags = b.and_(prev, SPAWNED | RUN_QUEUED, type=B32)
     if exec_ is not None:
         _count(b, exec_, base, "wakes")
     with b.if_(b.setp("eq", flags, SPAWNED, type=B32)):
-        home = b.ld("global", b.add(hdr, HOME, type=U64), U32)
-        queue = b.add(header_addr(b, base, home, stride), Q_HEAD, type=U64)
-        retries = push(b, queue, task, hdr)
+        home = b.ld("global", row_mem(rec, HOME), U32)
+        queue = b.add(record(b, base, home, rows), Q_HEAD * ROW_BYTES, type=U64)
+        retries = push(b, queue, task, rec)
         if exec_ is not None:
             _count(b, exec_, base, "queue_ops")
             _count(b, exec_, base, "cas_retries", b.cvt(retries, U64))
 
 
-def start_task(b: Builder, base, task, home, poll_fn, args, stride: int) -> None:
-    """Initialise slot ``task`` (poll_fn, home, a root-signature frame ``(task, args)``,
-    resume 0), count it live at ``home``, mark it SPAWNED | RUN_QUEUED (Embassy's
-    ``mark_spawned``, a release store: it publishes the frame) and push it."""
-    hdr = header_addr(b, base, task, stride)
-    frame = b.add(hdr, RQ_HEADER, type=U64)
-    b.st("global", hdr, poll_fn, type=U64)
-    b.st("global", b.add(hdr, HOME, type=U64), home, type=U32)
-    b.st("global", b.add(frame, 16, type=U64), task, type=U32)  # root signature: task
-    b.st("global", b.add(frame, 24, type=U64), args, type=U64)  # then args
-    b.st("global", frame, b.mov(0, type=U32))  # resume = 0
-    rec = header_addr(b, base, home, stride)
-    b.red("global", "add", b.add(rec, Q_LIVE, type=U64), b.mov(1, type=U32), sem="relaxed",
-          scope="gpu")
-    b.st("global", b.add(hdr, STATE, type=U64), b.mov(SPAWNED | RUN_QUEUED, type=U32),
+def start_task(b: Builder, base, fut: FutureDef, task, home, poll_fn, args, rows: int):
+    """Initialise record ``task`` for its first poll from the queue (poll_fn, home, the
+    frame's arguments ``(task, args)`` and resume 0), count it live at ``home`` (the
+    spawner's own worker), mark it SPAWNED | RUN_QUEUED (Embassy's ``mark_spawned``, a
+    release store: it publishes the frame) and push it. Returns the failed CASes."""
+    rec = record(b, base, task, rows)
+    st_row(b, "global", rec, POLL_FN, poll_fn, U64)
+    b.st("global", row_mem(rec, HOME), home, type=U32)
+    write_task_args(b, "global", frame_of(b, rec), fut, [task, args])
+    home_rec = record(b, base, home, rows)
+    _live_add(b, home_rec, 1)
+    b.st("global", row_mem(rec, STATE), b.mov(SPAWNED | RUN_QUEUED, type=U32),
          sem="release", scope="gpu")
-    return push(b, b.add(rec, Q_HEAD, type=U64), task, hdr)
+    return push(b, b.add(home_rec, Q_HEAD * ROW_BYTES, type=U64), task, rec)
 
 
 # --------------------------------------------------------- wake and spawn .funcs
 
 
 def define_wake(module: Module):
-    """Declare ``wake(task, exec)``; returns its builder (the body comes once the stride is
-    known: futures must see ``wake`` before they are emitted, and they size the stride)."""
+    """Declare ``wake(task, exec)``; returns its builder (the body comes once the record
+    size is known: futures must see ``wake`` before they are emitted, and they size it)."""
     return Builder.func(module, "wake", [("task", U32), ("exec", U64)])
 
 
@@ -173,17 +191,18 @@ def define_spawn(module: Module):
     return Builder.func(module, "spawn", SPAWN_PARAMS, ret=U32)
 
 
-def fill_wake(w: Builder, stride: int) -> None:
+def fill_wake(w: Builder, rows: int) -> None:
     exec_ = w.param("exec")
-    wake_task(w, exec_base(w, exec_), w.param("task"), stride, exec_)
+    wake_task(w, exec_base(w, exec_), w.param("task"), rows, exec_)
     w.ret()
 
 
-def fill_spawn(s: Builder, stride: int, spawn_capacity: int) -> None:
+def fill_spawn(s: Builder, rows: int, spawn_capacity: int, fut: FutureDef) -> None:
     """The spawn ABI: claim a pool slot (``atom.add`` on ``pool_next``: the bump allocator
     is the claim, so the slot needs no CAS from 0 as Embassy's ``TaskStorage`` does), home
     it at the spawner's worker, start it. A full pool sets ERROR_POOL_FULL and returns
-    SPAWN_FAILED; the spawning future decides what to do."""
+    SPAWN_FAILED; the spawning future decides what to do. ``fut`` is any task type: every
+    task has the root signature, so its argument rows are the same for all."""
     exec_, parent = s.param("exec"), s.param("task")
     base = exec_base(s, exec_)
     slot = s.atom("global", "add", s.add(base, POOL_NEXT, type=U64), 1, type=U32,
@@ -194,8 +213,8 @@ def fill_spawn(s: Builder, stride: int, spawn_capacity: int) -> None:
         s.ret(s.mov(SPAWN_FAILED, type=U32))
     ntasks = s.ld("global", s.add(base, NTASKS, type=U64), U32)
     child = s.add(ntasks, slot)
-    home = s.ld("global", s.add(header_addr(s, base, parent, stride), HOME, type=U64), U32)
-    retries = start_task(s, base, child, home, s.param("poll_fn"), s.param("args"), stride)
+    home = s.ld("global", row_mem(record(s, base, parent, rows), HOME), U32)
+    retries = start_task(s, base, fut, child, home, s.param("poll_fn"), s.param("args"), rows)
     _count(s, exec_, base, "queue_ops")
     _count(s, exec_, base, "cas_retries", s.cvt(retries, U64))
     s.ret(child)
@@ -204,68 +223,70 @@ def fill_spawn(s: Builder, stride: int, spawn_capacity: int) -> None:
 # -------------------------------------------------------------- the run loop
 
 
-def dispatch_poll(b: Builder, types: tuple, hdr, task, exec_, dispatch: str):
-    """Poll the task at ``hdr``: ``indirect`` calls through its ``poll_fn`` (Embassy's
-    type-erased call); ``direct`` compares ``poll_fn`` with each known task type's address
-    and calls that type's poll function directly (monomorphised dispatch)."""
-    frame = b.add(hdr, RQ_HEADER, type=U64)
-    proto = b.module.functions[types[0].poll_name]
-    if dispatch == "indirect":
-        return b.call(b.ld("global", hdr, U64), [frame, task, exec_], proto=proto)
-    if len(types) == 1:
-        return b.call(types[0].poll_name, [frame, task, exec_])
-    fptr = b.ld("global", hdr, U64)
-    status = b.mov(0, type=U32)
-    done = b.new_label("polled")
-    for t in types:
-        with b.if_(b.setp("eq", fptr, b.mov(Sym(t.poll_name)), type=U64)):
-            b.mov(b.call(t.poll_name, [frame, task, exec_]), dst=status)
-            b.bra(done)
-    b.trap()  # a poll_fn of no known type: a corrupted header
-    b.place(done)
-    return status
-
-
-def spawn_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, stride: int,
-                probe: Probe) -> None:
-    """Spawn roots ``worker, worker + nworkers, ...`` below ``ntasks`` onto this worker."""
+def start_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, rows: int,
+                exec_, dispatch: str, probe: Probe, on_ready=None) -> None:
+    """Spawn roots ``worker, worker + nworkers, ...`` below ``ntasks`` onto this worker and
+    give each its first poll at once (module docstring: the roots' first poll)."""
+    root = types[0]
     i = b.mov(worker)
-    root_fn = b.mov(Sym(types[0].poll_name))
+    me = record(b, base, worker, rows)
     with b.loop() as lp:
         lp.break_if(b.setp("ge", i, ntasks))
-        retries = start_task(b, base, i, worker, root_fn, args, stride)
-        probe.add("queue_ops")
-        probe.add("cas_retries", retries)
+        rec = record(b, base, i, rows)
+        b.st("global", row_mem(rec, HOME), worker, type=U32)
+        b.atom("global", "exch", row_mem(rec, STATE), b.mov(SPAWNED, type=B32), type=B32,
+               sem="acq_rel", scope="gpu")
+        probe.begin()
+        status = first_poll(b, root, rec, frame_of(b, rec), i, exec_, [i, args], dispatch,
+                            keep_poll_fn=dispatch == "indirect" or len(types) > 1,
+                            poll_fn_row=POLL_FN)
+        probe.poll_done(status)
+        ready = b.setp("eq", status, READY)
+        with b.if_(ready):
+            _despawn(b, rec)
+            if on_ready is not None:
+                on_ready()
+        with b.if_(ready, negate=True):
+            _live_add(b, me, 1)
         b.add(i, nworkers, dst=i)
 
 
-def run_batch(b: Builder, base, rec, types: tuple, exec_, stride: int, dispatch: str,
+def _despawn(b: Builder, rec) -> None:
+    b.atom("global", "and", row_mem(rec, STATE), ~SPAWNED & 0xFFFFFFFF, type=B32,
+           sem="acq_rel", scope="gpu")
+
+
+def live_tasks(b: Builder, rec):
+    """This worker's live count (its own row: a plain load)."""
+    return b.ld("global", row_mem(rec, Q_LIVE), U32)
+
+
+def run_batch(b: Builder, base, rec, types: tuple, exec_, rows: int, dispatch: str,
               probe: Probe, on_ready=None):
     """``dequeue_all`` + the poll closure: swap this worker's head to null, then walk the
     detached batch, reading each ``next`` before polling (a task that re-enqueues itself
     overwrites it), clearing RUN_QUEUED (``run_dequeue``) and polling only SPAWNED tasks;
     on Ready, ``despawn`` and ``live -= 1``. Returns the swapped head (0: the queue was
     empty) so the caller can tell idle from busy."""
-    head = b.atom("global", "exch", b.add(rec, Q_HEAD, type=U64), b.mov(0, type=U32),
+    head = b.atom("global", "exch", row_mem(rec, Q_HEAD), b.mov(0, type=U32),
                   type=B32, sem="acq_rel", scope="gpu")
     probe.add("queue_ops")
     with b.if_(b.setp("ne", head, 0, type=B32)):
         t = b.sub(head, 1, type=U32)
         with b.loop() as walk:
-            hdr = header_addr(b, base, t, stride)
-            nxt = b.ld("global", b.add(hdr, NEXT, type=U64), U32)
-            prev = b.atom("global", "and", b.add(hdr, STATE, type=U64), ~RUN_QUEUED & 0xFFFFFFFF,
+            trec = record(b, base, t, rows)
+            nxt = b.ld("global", row_mem(trec, NEXT), U32)
+            prev = b.atom("global", "and", row_mem(trec, STATE), ~RUN_QUEUED & 0xFFFFFFFF,
                           type=B32, sem="acq_rel", scope="gpu")
             spawned = b.setp("ne", b.and_(prev, SPAWNED, type=B32), 0, type=B32)
             with b.if_(spawned):
                 probe.begin()
-                status = dispatch_poll(b, types, hdr, t, exec_, dispatch)
+                status = dispatch_poll(b, types, trec, frame_of(b, trec), t, exec_, dispatch,
+                                       poll_fn_row=POLL_FN)
                 probe.poll_done(status)
                 with b.if_(b.setp("eq", status, READY)):
-                    b.atom("global", "and", b.add(hdr, STATE, type=U64), ~SPAWNED & 0xFFFFFFFF,
-                           type=B32, sem="acq_rel", scope="gpu")
-                    b.red("global", "add", b.add(rec, Q_LIVE, type=U64),
-                          b.mov(0xFFFFFFFF, type=U32), sem="relaxed", scope="gpu")
+                    _despawn(b, trec)
+                    _live_add(b, rec, -1)
                     if on_ready is not None:
                         on_ready()
             walk.break_if(b.setp("eq", nxt, 0))
@@ -326,32 +347,33 @@ class RunQueueExecutor(Executor):
             w, s = define_wake(module), define_spawn(module)
             for t in types:
                 t.emit(module)
-            stride = RQ_HEADER + _align(max(t.frame_size for t in types), 16)
-            fill_wake(w, stride)
-            fill_spawn(s, stride, spawn_capacity)
-            layout = module._runqueue_layout = (stride, spawn_capacity, tuple(t.name for t in types))
+            rows = RQ_HEADER_ROWS + max(t.rows for t in types)
+            fill_wake(w, rows)
+            fill_spawn(s, rows, spawn_capacity, root)
+            layout = module._runqueue_layout = (rows, spawn_capacity, tuple(t.name for t in types))
         elif layout[1:] != (spawn_capacity, tuple(t.name for t in types)):
             raise ValueError("one module holds one task pool layout: rebuild in a new module")
-        stride = layout[0]
+        rows = layout[0]
         name = self.kernel_name(granularity, dispatch, root, instrument)
-        self.emit_kernel(module, name, types, stride, dispatch, instrument, granularity)
-        return ExecutorKernel(name, stride, root.frame_size, state_bytes=STATE_BYTES,
+        self.emit_kernel(module, name, types, rows, dispatch, instrument, granularity)
+        return ExecutorKernel(name, rows, root.frame_size, state_bytes=STATE_BYTES,
                               spawn_capacity=spawn_capacity, error_offset=ERROR)
 
-    def emit_kernel(self, module, name, types, stride, dispatch, instrument,
+    def emit_kernel(self, module, name, types, rows, dispatch, instrument,
                     granularity="thread") -> None:
         raise NotImplementedError
 
-    def prologue(self, b: Builder, instrument: bool):
-        """Kernel entry common to every run-queue kernel: publish ``ntasks`` (and the
-        counters pointer) in the executor state for spawn/wake. Returns a dict of the
-        registers the loop needs."""
+    def prologue(self, b: Builder, instrument: bool, spawns: bool):
+        """Kernel entry common to every run-queue kernel: publish ``ntasks`` (for spawn, in
+        kernels whose tasks may spawn) and the counters pointer (instrumented) in the
+        executor state. Returns a dict of the registers the loop needs."""
         gid = b.global_index()
         frames, ntasks = b.param("frames"), b.param("ntasks")
         counters = b.param("counters")
         # Every thread stores the same values (a benign race): spawn and wake read them
         # in the same thread afterwards, so no thread waits for another.
-        b.st("global", b.add(frames, NTASKS, type=U64), ntasks, type=U32)
+        if spawns:
+            b.st("global", b.add(frames, NTASKS, type=U64), ntasks, type=U32)
         exec_ = frames
         if instrument:
             b.st("global", b.add(frames, COUNTERS, type=U64), counters, type=U64)
@@ -361,8 +383,8 @@ class RunQueueExecutor(Executor):
                     args=b.param("args"), stop=b.param("stop"), counters=counters)
 
     def launch(self, backend, kernel: ExecutorKernel, grid, block, args, checked: bool = False):
-        """Zero the state *and every slot* (headers must start with state 0 and empty
-        queues: a wake may reach a slot before its worker spawns it), then launch."""
+        """Zero the state and the records' queue rows (a wake may reach a record before its
+        worker spawns it: its state must be 0, every queue empty), then launch."""
         self.zero_pool(backend, kernel, args)
         return backend.launch(kernel.name, grid, block, args, checked=checked)
 
@@ -373,12 +395,17 @@ class RunQueueExecutor(Executor):
 
     @staticmethod
     def zero_pool(backend, kernel: ExecutorKernel, args) -> None:
-        n = int(args[1])
-        capacity = kernel.capacity if kernel.capacity is not None else n + kernel.spawn_capacity
-        backend.zero(args[0], kernel.state_bytes + capacity * kernel.stride)
+        """Zero the executor state and rows 0-3 of every record group (16 B per task, not
+        the frames: those are written before they are read)."""
+        from harness.futures import LANES
+
+        capacity = kernel.task_capacity(int(args[1]))
+        backend.zero(args[0], kernel.state_bytes)
+        backend.zero_rows(int(args[0]) + kernel.state_bytes, LANES * kernel.stride,
+                          ZEROED_ROWS * ROW_BYTES, -(-capacity // LANES))
 
 
-__all__ = ["SPAWNED", "RUN_QUEUED", "RQ_HEADER", "STATE_BYTES", "RunQueueExecutor", "push",
-           "wake_task", "start_task", "run_batch", "dispatch_poll", "spawn_roots",
-           "define_wake", "define_spawn", "fill_wake", "fill_spawn", "header_addr",
+__all__ = ["SPAWNED", "RUN_QUEUED", "RQ_HEADER_ROWS", "STATE_BYTES", "RunQueueExecutor", "push",
+           "wake_task", "start_task", "run_batch", "start_roots", "live_tasks", "record",
+           "frame_of", "define_wake", "define_spawn", "fill_wake", "fill_spawn",
            "exec_base", "stop_requested", "StopPoller", "finish_counters", "KERNEL_PARAMS"]

@@ -8,7 +8,9 @@ Tasks are ``!Send``: the ``ntasks`` roots are split over the grid in contiguous 
 
 Shared memory of a block (module-scope ``.shared`` arrays, sized at build time)::
 
-    slots   capacity x [poll_fn: u64][frame]       frames are in the shared frame space
+    slots   capacity records of [poll_fn: u64][frame] in u32 rows, 32 neighbouring
+            slots interleaved row by row (a warp's accesses to one row hit 32 banks);
+            frames are in the shared frame space
     state   capacity x u32                         WOKEN | RUNNING | DONE bits per task
     ready   ceil(capacity / 32) x u32              the ready list: one bit per task
     ctl     live: u32, alloc: u32, globals: u64, ntasks: u32, per: u32
@@ -87,17 +89,20 @@ from dataclasses import dataclass
 
 from executors.base import (
     ERROR_POOL_FULL, ERRORS, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, count_at,
+    dispatch_poll,
 )
 from harness.errors import PollbenchError
-from harness.futures import READY, SPAWN_FAILED, FutureDef, set_frame_space
-from harness.futures.core import ARGS
+from harness.futures import (
+    READY, ROW_BYTES, SPAWN_FAILED, FutureDef, record_addr, records_bytes, set_frame_space, st_row,
+    write_task_args,
+)
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.ir import LocalVar
 from harness.ptx.types import S32, TYPES, U32, U64
 
 B32 = TYPES["b32"]
 WOKEN, RUNNING, DONE = 1, 2, 4
-SLOT_HEADER = 8  # poll_fn (u64) for indirect dispatch and spawned task types
+SLOT_HEADER_ROWS = 2  # poll_fn (u64) for indirect dispatch and spawned task types
 STATIC_SMEM_LIMIT = 48 * 1024  # the most .shared a kernel may declare statically
 DEFAULT_CAPACITY = 256  # slots per block unless the workload spawns (2x the default block)
 CTL_LIVE, CTL_ALLOC, CTL_GLOBALS, CTL_NTASKS, CTL_PER, CTL_BYTES = 0, 4, 8, 16, 20, 32
@@ -122,7 +127,11 @@ class Layout:
     """Where everything lives, for one frame size and capacity."""
 
     capacity: int  # task slots per block
-    slot_bytes: int  # SLOT_HEADER + frame, 8-aligned
+    slot_rows: int  # SLOT_HEADER_ROWS + frame rows
+
+    @property
+    def slot_bytes(self) -> int:
+        return 4 * self.slot_rows
 
     @property
     def words(self) -> int:
@@ -130,7 +139,7 @@ class Layout:
 
     @property
     def shared_bytes(self) -> int:
-        return shared_bytes(self.capacity, self.slot_bytes)
+        return shared_bytes(self.capacity, self.slot_rows)
 
     @property
     def mailbox_bytes(self) -> int:
@@ -138,19 +147,20 @@ class Layout:
         return _align(4 * (1 + self.words), 8)
 
 
-def shared_bytes(capacity: int, slot_bytes: int) -> int:
-    """Shared memory of a block with ``capacity`` slots (each array 16-aligned)."""
+def shared_bytes(capacity: int, slot_rows: int) -> int:
+    """Shared memory of a block with ``capacity`` slots (each array 16-aligned; the slot
+    records in whole groups of 32)."""
     words = -(-capacity // 32)
-    return (_align(capacity * slot_bytes, 16) + _align(4 * capacity, 16) + _align(4 * words, 16)
-            + CTL_BYTES)
+    return (records_bytes(slot_rows, capacity) + _align(4 * capacity, 16)
+            + _align(4 * words, 16) + CTL_BYTES)
 
 
-def capacity_for(slot_bytes: int, limit: int = STATIC_SMEM_LIMIT) -> int:
-    """The most task slots of ``slot_bytes`` whose shared memory fits ``limit`` bytes."""
-    cap = max(0, (limit - CTL_BYTES - 48) * 8 // (8 * (slot_bytes + 4) + 1))
-    while cap and shared_bytes(cap, slot_bytes) > limit:
+def capacity_for(slot_rows: int, limit: int = STATIC_SMEM_LIMIT) -> int:
+    """The most task slots of ``slot_rows`` rows whose shared memory fits ``limit`` bytes."""
+    cap = max(0, (limit - CTL_BYTES - 48) * 8 // (8 * (4 * slot_rows + 4) + 1))
+    while cap and shared_bytes(cap, slot_rows) > limit:
         cap -= 1
-    while shared_bytes(cap + 1, slot_bytes) <= limit:
+    while shared_bytes(cap + 1, slot_rows) <= limit:
         cap += 1
     return cap
 
@@ -162,6 +172,11 @@ class SmemReadyKernel(ExecutorKernel):
     layout: Layout | None = None
     granularity: str = "thread"
     workers: int = 1024  # per block, of the last launch (before one: the most there can be)
+
+    def frames_bytes(self, ntasks: int) -> int:
+        """The global buffer: the state, then one mailbox per block with tasks (at most
+        one block per task). The frames themselves are in shared memory."""
+        return self.state_bytes + max(ntasks, 1) * self.layout.mailbox_bytes
 
 
 class SmemReady(Executor):
@@ -180,17 +195,17 @@ class SmemReady(Executor):
         per worker of its block (see the module's Fairness)."""
         return 2 * kernel.workers
 
-    def layout(self, module: Module, frame_bytes: int, spawn_capacity: int = 0) -> Layout:
+    def layout(self, module: Module, frame_rows: int, spawn_capacity: int = 0) -> Layout:
         from harness.compile import arch_limits
 
-        slot = _align(SLOT_HEADER + frame_bytes, 8)
+        slot = SLOT_HEADER_ROWS + frame_rows
         try:
             limit = min(STATIC_SMEM_LIMIT, arch_limits(module.arch).smem_per_block_optin)
         except PollbenchError:
             limit = STATIC_SMEM_LIMIT
         fit = capacity_for(slot, limit)
         if fit == 0:
-            raise PollbenchError(f"smem_ready: one task frame ({frame_bytes} B + {SLOT_HEADER} B "
+            raise PollbenchError(f"smem_ready: one task frame ({4 * frame_rows} B + {4 * SLOT_HEADER_ROWS} B "
                                  f"header) does not fit {limit} B of shared memory")
         want = self.capacity if self.capacity is not None else DEFAULT_CAPACITY + spawn_capacity
         return Layout(min(fit, want), slot)
@@ -228,9 +243,7 @@ class SmemReady(Executor):
             t.emit(module)
         name = f"smem_ready_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
         _Kernel(module, name, types, lay, dispatch, granularity, instrument).emit()
-        # Global bytes "per task": room for one block's mailbox per task, so that the
-        # host's ntasks x stride buffer always holds the mailboxes of every block with tasks.
-        return SmemReadyKernel(name, stride=lay.layout.mailbox_bytes, frame_bytes=root.frame_size,
+        return SmemReadyKernel(name, rows=lay.layout.slot_rows, frame_bytes=root.frame_size,
                                state_bytes=STATE_BYTES, capacity=None,
                                error_offset=ERROR_OFFSET, layout=lay.layout,
                                granularity=granularity)
@@ -258,13 +271,14 @@ class _Arrays:
     state: Sym
     ready: Sym
     ctl: Sym
+    task_type: FutureDef  # any task type: all have the root signature's argument rows
 
     @classmethod
     def define(cls, module: Module, ex: SmemReady, types: tuple, spawn_capacity: int):
         existing = getattr(module, "_smem_ready", None)
         # A frame size is known once its future is emitted; emitting needs wake (and
         # spawn), which need the layout: emit into a scratch module first to learn it.
-        frame = max(_frame_size(module, t) for t in types)
+        frame = max(_frame_rows(module, t) for t in types)
         layout = ex.layout(module, frame, spawn_capacity)
         if existing is not None:
             if existing.layout != layout:
@@ -273,17 +287,17 @@ class _Arrays:
         def arr(name, nbytes):
             module.globals.append(LocalVar("shared", f"smem_ready_{name}", nbytes, 16))
             return Sym(f"smem_ready_{name}")
-        a = cls(layout, arr("slots", _align(layout.capacity * layout.slot_bytes, 16)),
+        a = cls(layout, arr("slots", records_bytes(layout.slot_rows, layout.capacity)),
                 arr("state", _align(4 * layout.capacity, 16)),
-                arr("ready", _align(4 * layout.words, 16)), arr("ctl", CTL_BYTES))
+                arr("ready", _align(4 * layout.words, 16)), arr("ctl", CTL_BYTES), types[0])
         _define_wake(module, a)
         _define_spawn(module, a)
         module._smem_ready = a
         return a
 
 
-def _frame_size(module: Module, fut: FutureDef) -> int:
-    """``fut``'s frame size, laid out in a scratch module (with placeholder wake/spawn)."""
+def _frame_rows(module: Module, fut: FutureDef) -> int:
+    """``fut``'s frame rows, laid out in a scratch module (with placeholder wake/spawn)."""
     from executors.base import define_noop_wake
 
     scratch = Module(arch=module.arch)
@@ -292,7 +306,7 @@ def _frame_size(module: Module, fut: FutureDef) -> int:
     sp = Builder.func(scratch, "spawn", SPAWN_PARAMS, ret=U32)
     sp.ret(sp.mov(SPAWN_FAILED, type=U32))
     fut.emit(scratch)
-    return fut.frame_size
+    return fut.rows
 
 
 def _addr(b: Builder, sym: Sym, index=None, scale: int = 4):
@@ -301,6 +315,11 @@ def _addr(b: Builder, sym: Sym, index=None, scale: int = 4):
     if index is None:
         return base
     return b.mad(index, scale, base, type=U32)
+
+
+def _slot_addr(b: Builder, a: _Arrays, slot):
+    """Shared-window address of ``slot``'s record (u32)."""
+    return record_addr(b, b.mov(a.slots, type=U32), slot, a.layout.slot_rows, addr_type=U32)
 
 
 def _ctz(b: Builder, x):
@@ -396,14 +415,12 @@ def _define_spawn(module: Module, a: _Arrays) -> None:
              sem="relaxed", scope="gpu")
         b.ret(b.mov(SPAWN_FAILED, type=U32))
     b.red("shared", "add", b.add(ctl, CTL_LIVE, type=U32), b.mov(1, type=U32), **RELEASE)
-    hdr = _addr(b, a.slots, slot, a.layout.slot_bytes)
-    frame = b.add(hdr, SLOT_HEADER, type=U32)
+    hdr = _slot_addr(b, a, slot)
+    frame = b.add(hdr, SLOT_HEADER_ROWS * ROW_BYTES, type=U32)
     n = b.ld("shared", b.add(ctl, CTL_NTASKS, type=U32), U32)
     task = b.add(n, b.mad(b.special("ctaid.x"), a.layout.capacity, slot, type=U32), type=U32)
-    b.st("shared", hdr, b.param("poll_fn"), type=U64)
-    b.st("shared", b.add(frame, ARGS, type=U32), task, type=U32)  # root signature: task
-    b.st("shared", b.add(frame, ARGS + 8, type=U32), b.param("args"), type=U64)  # then args
-    b.st("shared", frame, b.mov(0, type=U32))  # resume = 0
+    st_row(b, "shared", hdr, 0, b.param("poll_fn"), U64)
+    write_task_args(b, "shared", frame, a.task_type, [task, b.param("args")])
     b.st("shared", _addr(b, a.state, slot), b.mov(0, type=B32))
     _wake_local(b, a, slot, counters)  # publishes the frame (release) and queues it
     b.ret(task)
@@ -481,19 +498,17 @@ class _Kernel:
         b.bar_sync(0)
 
     def slot_addr(self, slot):
-        return _addr(self.b, self.a.slots, slot, self.lay.slot_bytes)
+        return _slot_addr(self.b, self.a, slot)
 
     def spawn_root(self, slot, task, args) -> None:
         """Root ``task`` into ``slot``: poll_fn, arguments, resume = 0 (its state is set
         to WOKEN with the others')."""
         b, root = self.b, self.root
         hdr = self.slot_addr(slot)
-        frame = b.add(hdr, SLOT_HEADER, type=U32)
+        frame = b.add(hdr, SLOT_HEADER_ROWS * ROW_BYTES, type=U32)
         if self.dispatch == "indirect" or len(self.types) > 1:
-            b.st("shared", hdr, b.mov(Sym(root.poll_name)), type=U64)
-        b.st("shared", b.add(frame, root.arg_offset("task"), type=U32), task, type=U32)
-        b.st("shared", b.add(frame, root.arg_offset("args"), type=U32), args, type=U64)
-        b.st("shared", frame, b.mov(0, type=U32))
+            st_row(b, "shared", hdr, 0, b.mov(Sym(root.poll_name)), U64)
+        write_task_args(b, "shared", frame, root, [task, args])
 
     # ------------------------------------------------------------ one task
 
@@ -503,7 +518,7 @@ class _Kernel:
         state = _addr(b, a.state, slot)
         b.atom("shared", "exch", state, RUNNING, type=B32, **SYNC)  # consumes the wake
         hdr = self.slot_addr(slot)
-        frame = b.cvt(b.add(hdr, SLOT_HEADER, type=U32), U64)
+        frame = b.cvt(b.add(hdr, SLOT_HEADER_ROWS * ROW_BYTES, type=U32), U64)
         task = self.task_id(slot)
         probe.begin()
         status = self.dispatch_poll(hdr, frame, task)
@@ -528,26 +543,9 @@ class _Kernel:
                       b.setp("lt", slot, self.nroots, type=U32), type=U32)
 
     def dispatch_poll(self, hdr, frame, task):
-        """``indirect``: call through the slot's poll_fn (type-erased). ``direct``: call the
-        root's poll function, or, when tasks of other types may be spawned, compare poll_fn
-        with each type's address and call that one directly (monomorphised)."""
-        b, types = self.b, self.types
-        args = [frame, task, self.counters]
-        if self.dispatch == "indirect":
-            return b.call(b.ld("shared", hdr, U64), args,
-                          proto=self.m.functions[types[0].poll_name])
-        if len(types) == 1:
-            return b.call(types[0].poll_name, args)
-        fptr = b.ld("shared", hdr, U64)
-        status = b.mov(0, type=U32)
-        done = b.new_label("polled")
-        for t in types:
-            with b.if_(b.setp("eq", fptr, b.mov(Sym(t.poll_name)), type=U64)):
-                b.mov(b.call(t.poll_name, args), dst=status)
-                b.bra(done)
-        b.trap()  # a poll_fn of no known type: a corrupted slot
-        b.place(done)
-        return status
+        """Poll the task in a slot (``executors.base.dispatch_poll`` on shared records)."""
+        return dispatch_poll(self.b, self.types, hdr, frame, task, self.counters, self.dispatch,
+                             space="shared")
 
     # ------------------------------------------------------------ housekeeping
 

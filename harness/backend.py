@@ -62,6 +62,11 @@ class Backend:
         """Set ``nbytes`` at ``ptr`` (inside a buffer of this backend) to 0, in stream order."""
         raise NotImplementedError
 
+    def zero_rows(self, ptr: int, pitch: int, nbytes: int, count: int) -> None:
+        """Set the first ``nbytes`` of each of ``count`` chunks ``pitch`` bytes apart from
+        ``ptr`` to 0, in stream order (the header rows of interleaved task records)."""
+        raise NotImplementedError
+
     def kernel_registers(self, kernel: str) -> int | None:
         """Registers per thread as the driver reports them (None without a GPU)."""
         return None
@@ -114,6 +119,11 @@ class EmuBackend(Backend):
     def zero(self, ptr: int, nbytes: int) -> None:
         if nbytes:
             self._need().write(ptr, np.zeros(nbytes, np.uint8))
+
+    def zero_rows(self, ptr: int, pitch: int, nbytes: int, count: int) -> None:
+        zeros = np.zeros(nbytes, np.uint8)
+        for i in range(count):
+            self._need().write(ptr + i * pitch, zeros)
 
     def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
         r = self._need().launch(kernel, grid, block, list(args))
@@ -191,6 +201,16 @@ class GpuBackend(Backend):
         self._find(ptr)  # only inside our own buffers
         if nbytes:
             call("cuMemsetD8Async", ptr, 0, nbytes, self.rt.stream.handle)
+
+    def zero_rows(self, ptr: int, pitch: int, nbytes: int, count: int) -> None:
+        from harness.gpu.driver import call
+
+        if nbytes % 4 or pitch % 4:
+            raise PollbenchError("zero_rows works in whole u32s")
+        self._find(ptr)
+        if count and nbytes:
+            self._find(ptr + (count - 1) * pitch + nbytes - 1)
+            call("cuMemsetD2D32Async", ptr, pitch, 0, nbytes // 4, count, self.rt.stream.handle)
 
     def kernel_registers(self, kernel: str) -> int | None:
         return self.module.kernel(kernel).num_regs

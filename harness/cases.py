@@ -151,8 +151,8 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
     grid = -(-n // spec.block)
 
     args, out = wl.upload(backend, inputs, n)
-    capacity = kernel.capacity if kernel.capacity is not None else n + kernel.spawn_capacity
-    frames = backend.alloc(kernel.state_bytes + capacity * kernel.stride)
+    capacity = kernel.task_capacity(n)
+    frames = backend.alloc(kernel.frames_bytes(n))
     stop = backend.stop_ptr()
     launch_args = [frames, np.uint32(n), args, stop, 0]
     ex = get_executor(spec.executor)

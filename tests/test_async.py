@@ -77,7 +77,7 @@ def _run_root(body, n=64, counters=4):
     be = EmuBackend()
     be.load(m)
     counts = be.to_device(np.zeros(counters * n, np.uint32))
-    frames = be.alloc(n * k.stride)
+    frames = be.alloc(k.frames_bytes(n))
     be.launch(k.name, 1, n, [frames, np.uint32(n), counts, be.stop_ptr(), 0])
     return be.read(counts, np.uint32, counters * n).reshape(counters, n)
 
@@ -249,7 +249,7 @@ def test_instrumented_block_on_counts_polls(granularity):
     be = EmuBackend()
     be.load(m)
     counters = be.to_device(np.zeros(n * len(COUNTER_FIELDS), np.uint64))
-    be.launch(k.name, 1, n, [be.alloc(n * k.stride), np.uint32(n), 0, be.stop_ptr(), counters])
+    be.launch(k.name, 1, n, [be.alloc(k.frames_bytes(n)), np.uint32(n), 0, be.stop_ptr(), counters])
     c = be.read(counters, np.uint64, n * len(COUNTER_FIELDS)).reshape(n, -1)
     field = {f: c[:, i] for i, f in enumerate(COUNTER_FIELDS)}
     yields = np.arange(n) % 4

@@ -16,7 +16,7 @@ def test_emulator_instructions_per_second(benchmark):
         be = EmuBackend()
         be.load(m)
         args, out = wl.upload(be, wl.make_inputs(np.random.default_rng(0), n), n)
-        return be.launch(kernel.name, 1, n, [be.alloc(n * kernel.stride), np.uint32(n), args,
+        return be.launch(kernel.name, 1, n, [be.alloc(kernel.frames_bytes(n)), np.uint32(n), args,
                                               be.stop_ptr(), 0]).instructions
 
     instructions = benchmark.pedantic(run, rounds=3, iterations=1)

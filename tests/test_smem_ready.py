@@ -39,7 +39,7 @@ def _run(root, n, block, backend, granularity="thread", dispatch="direct", grid=
     backend.load(m)
     grid = grid if grid is not None else -(-n // block)
     mem = backend.to_device(np.zeros(max(words, 1), np.uint32))
-    frames = backend.alloc(k.state_bytes + n * k.stride)
+    frames = backend.alloc(k.frames_bytes(n))
     counters = 0
     if instrument:
         counters = backend.to_device(np.zeros(grid * block * len(COUNTER_FIELDS), np.uint64))
@@ -220,7 +220,7 @@ def _cross_block_run(backend, granularity, block=32, n=64):
     k = ex.build(m, root, "direct", granularity, instrument=True)
     backend.load(m)
     mem = backend.to_device(words)
-    frames = backend.alloc(k.state_bytes + n * k.stride)
+    frames = backend.alloc(k.frames_bytes(n))
     counters = backend.to_device(np.zeros(2 * block * len(COUNTER_FIELDS), np.uint64))
     ex.launch(backend, k, 2, block, [frames, np.uint32(n), mem, backend.stop_ptr(), counters],
               checked=True)
@@ -296,7 +296,7 @@ def test_too_many_tasks_is_a_device_error_without_the_host_check():
     be = EmuBackend()
     be.load(m)
     mem = be.to_device(np.zeros(2048, np.uint32))
-    frames = be.alloc(k.state_bytes + 80 * k.stride)
+    frames = be.alloc(k.frames_bytes(80))
     be.zero(frames, k.state_bytes)
     be.launch(k.name, 2, 32, [frames, np.uint32(80), mem, be.stop_ptr(), 0])
     assert be.read(frames + k.error_offset, np.uint32, 1)[0] == ERROR_SMEM_FULL
@@ -372,7 +372,7 @@ def test_the_stop_flag_ends_a_block_that_never_idles(granularity, block):
     be.load(m)
     stop = be.to_device(np.ones(1, np.uint32))
     mem = be.to_device(np.zeros(1, np.uint32))
-    frames = be.alloc(k.state_bytes + 8 * k.stride)
+    frames = be.alloc(k.frames_bytes(8))
     ex.launch(be, k, 1, block, [frames, np.uint32(8), mem, stop, 0])  # returns: no EmuHang
 
 

@@ -1,13 +1,16 @@
 """The async model: futures, frames, the poll ABI and the async-fn DSL (DESIGN §4)."""
 
 from harness.futures.core import (
-    FRAME_SPACES, PENDING, READY, SPAWN_FAILED, FnBuilder, FutureBuildError, FutureCall, FutureDef,
-    build_poll, frame_space, set_frame_space,
+    FRAME_SPACES, LANES, PENDING, READY, ROW_BYTES, SPAWN_FAILED, FnBuilder, FutureBuildError,
+    FutureCall, FutureDef, RegisterTask, build_poll, frame_space, ld_row, record_addr,
+    records_bytes, row_mem, set_frame_space, st_row, write_task_args,
 )
 from harness.futures.lib import (
     AsyncFn, LeafFuture, async_fn, map_, ready, sleep, then, wait_flag, yield_now,
 )
 
-__all__ = ["FRAME_SPACES", "PENDING", "READY", "SPAWN_FAILED", "FnBuilder", "FutureBuildError", "FutureCall",
-           "FutureDef", "build_poll", "frame_space", "set_frame_space", "AsyncFn", "LeafFuture",
+__all__ = ["FRAME_SPACES", "LANES", "PENDING", "READY", "ROW_BYTES", "SPAWN_FAILED", "FnBuilder",
+           "FutureBuildError", "FutureCall", "FutureDef", "RegisterTask", "build_poll",
+           "frame_space", "ld_row", "record_addr", "records_bytes", "row_mem", "set_frame_space",
+           "st_row", "write_task_args", "AsyncFn", "LeafFuture",
            "async_fn", "map_", "ready", "sleep", "then", "wait_flag", "yield_now"]

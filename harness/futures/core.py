@@ -1,75 +1,167 @@
-"""Rust's Future/poll model lowered to PTX state machines (DESIGN §4).
+"""Rust's Future/poll model lowered to PTX state machines (DESIGN §4), at zero cost when
+nothing suspends.
 
-A ``FutureDef`` is a future *type*: it owns a frame layout and emits one
-``.func (.param .b32 ret) poll_<name>(.param .b64 frame, .param .b32 task, .param .b64 exec)``
-returning ``READY`` or ``PENDING``. A frame is laid out as:
+A ``FutureDef`` is a future *type*. Its poll body is written once in the async-fn DSL
+(``FnBuilder``) and lowered the way rustc + LLVM lower an ``async fn`` whose callees are
+inlined:
 
-    offset 0   u32  resume   state index; 0 = not yet polled
-    offset 8   u64  output   the value once Ready
-    offset 16  ...  args     written by whoever creates the future
-    ...        ...  locals   values that live across an await (declared)
-    ...        ...  children one region shared by the children of different await points
+- **Children are inlined.** ``f.await_(child(...))`` writes the child's poll body into the
+  parent's code (monomorphised all the way down); a child's arguments and output are
+  registers. Sequential awaits share the task's one flat state machine: a suspension deep
+  inside a child resumes straight at that child's code, with one dispatch per poll. Only
+  the children of ``join``/``select``, which are polled side by side, keep a resume index of
+  their own (a *slot*, below).
+- **Slots live in registers.** Arguments, declared locals (``f.local``), the resume indexes
+  of join/select children and their outputs are *slots*: one register each within a poll.
+  A future that completes without suspending touches no frame memory at all.
+- **The frame is written only on the Pending path.** At each suspension the lowering
+  stores the slots that are live at the state it resumes at *and* may have changed since
+  they were last stored (a liveness and a "dirty" dataflow over the emitted code); on
+  resume it loads the slots live there. A register live across a suspension that is not a
+  slot is a build error.
+- **Frames coalesce.** A frame is rows of one u32 per task, and the frames of 32
+  neighbouring tasks are interleaved row by row (AoSoA, as the hardware interleaves local
+  memory): row ``r`` of task ``t`` is at ``group(t) + r * ROW_BYTES + (t % 32) * 4``, so a
+  warp's 32 accesses to one slot are one 128-byte line. A u64 slot takes two rows.
+  The executor passes ``frame = group(t) + (t % 32) * 4`` and the lowering addresses
+  ``[frame + r * 128]``. Row 0 is the resume index, then the root's arguments.
 
-The waker is ``(task, exec)``: futures never know their executor; they call the ``wake``
-function each executor supplies (``wake_by_ref`` of the current task is the common case).
+Poll ABI (one pair of ``.func``s per task type)::
 
-Frame space: frames live in global memory unless the executor puts a module's frames in
-shared memory (``set_frame_space(module, "shared")``, DESIGN §4: block-local ``!Send``
-tasks). Then every frame access of every future in that module is ``ld/st.shared`` with a
-32-bit address, and the poll ABI is unchanged: the u64 ``frame`` argument carries the
-zero-extended shared-window offset (generic addressing would also work on hardware, but
-the emulator has no generic space, and a 32-bit shared address is what the hardware
-wants anyway). The space is per module, not per future, because a child's frame lives
-inside its parent's frame (so a whole task tree shares one space) and a poll function is
-emitted once per module for every task type that awaits it.
+    poll_<name>(frame u64, task u32, exec u64) -> u32        resume: reads row 0
+    start_<name>(frame u64, task u32, exec u64, args...) -> u32   the first poll
+
+``start_<name>`` is the optimistic first poll: the arguments come in registers and the
+frame is written only if it returns Pending. A task whose first poll comes from a queue
+(a spawned task) has its arguments written to its frame with resume 0 by the spawner and
+is polled with ``poll_<name>``. Both return ``READY``/``PENDING``; the waker is ``(task,
+exec)``: futures never know their executor and call the ``wake`` it supplies.
+
+An executor whose tasks never leave the thread that polls them (``block_on`` inline) uses
+``RegisterTask``: the poll body is written into its run loop and the frame *is* registers,
+as LLVM's SROA keeps a pinned local future in registers after inlining ``block_on``.
+
+Frame space: ``global`` unless the executor puts a module's frames in shared memory
+(``set_frame_space(module, "shared")``, block-local ``!Send`` tasks): then the u64 ``frame``
+argument carries the zero-extended shared-window offset and rows are ``ld/st.shared``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from harness.errors import PollbenchError
 from harness.ptx import Builder, Module, Reg, Sym
+from harness.ptx.ir import Instr, Label, LabelDef, Mem, Vec
 from harness.ptx.types import U32, U64, PtxType
 
 PENDING, READY = 0, 1
 SPAWN_FAILED = 0xFFFFFFFF  # spawn's result when the executor's task pool is full
-RESUME, OUTPUT, ARGS = 0, 8, 16
+LANES = 32  # tasks per frame group: a warp's frames interleave row by row
+ROW_BYTES = 4 * LANES  # one u32 row of a group
+RESUME_ROW = 0
 POLL_PARAMS = (("frame", U64), ("task", U32), ("exec", U64))
 FRAME_SPACES = ("global", "shared")
+ROOT_PARAMS = (("task", U32), ("args", U64))  # every task's signature (spawn, roots)
 
 
 class FutureBuildError(PollbenchError):
     """An async fn that cannot be lowered (e.g. a register live across an await)."""
 
 
-def _align(n: int, a: int) -> int:
-    return -(-n // a) * a
+def _rows(t: PtxType) -> int:
+    if t.bits == 32:
+        return 1
+    if t.bits == 64:
+        return 2
+    raise FutureBuildError(f"a frame slot holds a 32- or 64-bit value, not .{t.name}")
+
+
+def group_bytes(rows: int) -> int:
+    """Bytes of one group of ``LANES`` task records of ``rows`` rows."""
+    return rows * ROW_BYTES
+
+
+def records_bytes(rows: int, count: int) -> int:
+    """Bytes of ``count`` task records of ``rows`` rows (whole groups)."""
+    return -(-count // LANES) * group_bytes(rows)
+
+
+def record_addr(b: Builder, base, index, rows: int, addr_type=U64):
+    """Address of record ``index`` in an array of ``rows``-row records at ``base``: its
+    group, then its lane (``base + (i / 32) * rows * 128 + (i % 32) * 4``). Row ``r`` of the
+    record is at ``+ r * ROW_BYTES``."""
+    group = b.shr(index, 5, type=U32)
+    lane = b.and_(index, LANES - 1, type=U32)
+    if addr_type.bits == 32:
+        off = b.mad(group, group_bytes(rows), b.shl(lane, 2, type=U32), type=U32)
+        return b.add(base, off, type=U32)
+    off = b.mad(group, group_bytes(rows), b.cvt(b.shl(lane, 2, type=U32), U64), mode="wide")
+    return b.add(base, off, type=U64)
+
+
+def row_mem(addr, row: int) -> Mem:
+    """The memory operand of row ``row`` of the record at ``addr``."""
+    return Mem(addr, row * ROW_BYTES)
+
+
+def st_row(b: Builder, space: str, addr, row: int, value, t: PtxType | None = None) -> None:
+    """Store ``value`` (32 or 64 bits) in row ``row`` (and ``row + 1``) of a record."""
+    t = t or b.infer(value)
+    if isinstance(value, int):
+        value = b.mov(value, type=t)
+    if _rows(t) == 1:
+        b.st(space, row_mem(addr, row), value, type=t)
+        return
+    bits = value if t.kind in "ub" else b.mov(value, type=U64)
+    b.st(space, row_mem(addr, row), b.cvt(bits, U32), type=U32)
+    b.st(space, row_mem(addr, row + 1), b.cvt(b.shr(bits, 32, type=U64), U32), type=U32)
+
+
+def ld_row(b: Builder, space: str, addr, row: int, t: PtxType, dst=None) -> Reg:
+    """Load a 32- or 64-bit value from row ``row`` (and ``row + 1``) of a record."""
+    if _rows(t) == 1:
+        return b.ld(space, row_mem(addr, row), t, dst=dst)
+    lo = b.cvt(b.ld(space, row_mem(addr, row), U32), U64)
+    hi = b.cvt(b.ld(space, row_mem(addr, row + 1), U32), U64)
+    word = b.shl(hi, 32, type=U64)
+    if t.kind in "ub":
+        return b.or_(word, lo, type=U64, dst=dst)
+    return b.mov(b.or_(word, lo, type=U64), type=t, dst=dst)
 
 
 @dataclass
 class FutureDef:
-    """A future type: its arguments, output, frame size and poll function."""
+    """A future type: its arguments, output, frame rows and poll functions."""
 
     name: str
     params: tuple = ()  # (name, PtxType)
     output: PtxType | None = None
-    locals_: dict = field(default_factory=dict)  # name -> (offset, type)
-    child_region: int = 0  # offset of the shared children region
-    frame_size: int = 0
-    states: int = 1
-    children: list = field(default_factory=list)  # FutureDefs awaited
+    rows: int = 0  # frame rows per task (set when its poll function is emitted)
+    states: int = 1  # resume states of the task's flat state machine
+    slots: dict = field(default_factory=dict)  # qualified slot name -> (row, type)
 
     @property
     def poll_name(self) -> str:
         return f"poll_{self.name}"
 
-    def arg_offset(self, name: str) -> int:
-        off = ARGS
+    @property
+    def start_name(self) -> str:
+        return f"start_{self.name}"
+
+    @property
+    def frame_size(self) -> int:
+        """Frame bytes per task (``rows`` u32 rows)."""
+        return 4 * self.rows
+
+    def arg_row(self, name: str) -> int:
+        """The frame row of argument ``name`` of a task of this type."""
+        row = RESUME_ROW + 1
         for pname, t in self.params:
             if pname == name:
-                return off
-            off += 8
+                return row
+            row += _rows(t)
         raise FutureBuildError(f"{self.name} has no argument {name!r}")
 
     def __call__(self, *args) -> "FutureCall":
@@ -78,8 +170,12 @@ class FutureDef:
         return FutureCall(self, tuple(args))
 
     def emit(self, module: Module) -> None:
-        """Add this future's poll function (and its children's) to ``module`` once."""
-        build_poll(module, self, self.lower)
+        """Add ``poll_<name>`` (the resume entry) to ``module`` once."""
+        build_poll(module, self, first=False)
+
+    def emit_start(self, module: Module) -> None:
+        """Add ``start_<name>`` (the first poll, arguments in registers) to ``module`` once."""
+        build_poll(module, self, first=True)
 
     def lower(self, f: "FnBuilder") -> None:
         """Write the poll body (its states included) with ``f``."""
@@ -105,10 +201,285 @@ def set_frame_space(module: Module, space: str) -> None:
     space cannot address the other."""
     if space not in FRAME_SPACES:
         raise FutureBuildError(f"frame space must be one of {', '.join(FRAME_SPACES)}, not {space!r}")
-    if space != frame_space(module) and any(n.startswith("poll_") for n in module.functions):
+    if space != frame_space(module) and any(n.startswith(("poll_", "start_"))
+                                            for n in module.functions):
         raise FutureBuildError(f"this module already has poll functions with {frame_space(module)} "
                                f"frames; set the frame space before emitting any future")
     module._frame_space = space
+
+
+# --------------------------------------------------------------------- placeholders
+
+
+@dataclass
+class _Spill:
+    """Store the dirty slots live at state ``k`` (replaced once the body is complete)."""
+
+    state: int
+
+
+@dataclass
+class _Reload:
+    """Load the slots live at state ``k``."""
+
+    state: int
+
+
+@dataclass
+class _Init:
+    """Define every slot that is not an argument of the task (first poll only): a slot
+    stored before it is ever set must not read an undefined register."""
+
+
+@dataclass
+class Slot:
+    """A value that may live across a suspension: a register within a poll, frame rows
+    across polls."""
+
+    name: str
+    type: PtxType
+    reg: Reg
+    row: int
+    is_arg: bool = False
+
+
+# ----------------------------------------------------------------- one emission
+
+
+class PollGen:
+    """One emission of a task's poll body into one function: its slots, its flat state
+    machine, and the spill/reload code written once the body is complete.
+
+    ``frame`` is the frame address register (``None``: a ``RegisterTask``, whose frame is
+    registers); ``first``: this is the first poll (arguments already in registers)."""
+
+    def __init__(self, module: Module, fn, root: FutureDef, frame: Reg | None, task: Reg,
+                 exec_: Reg, first: bool, space: str):
+        self.module, self.fn, self.root = module, fn, root
+        self.frame, self.task, self.exec = frame, task, exec_
+        self.first, self.space = first, space
+        self.slots: list[Slot] = []
+        self.next_row = RESUME_ROW + 1
+        self.segment = 0
+        self.def_segment: dict[str, int] = {}
+        self.exempt: set[str] = {r.name for r in (frame, task, exec_) if r is not None}
+        self.states: list[Label] = []  # the task's flat states; 0 is the start
+        self._names: dict[str, int] = {}
+
+    def new_slot(self, name: str, t: PtxType, is_arg: bool = False) -> Slot:
+        n = self._names.get(name, 0)
+        self._names[name] = n + 1
+        qual = name if n == 0 else f"{name}#{n}"
+        b = Builder(self.module, self.fn)
+        reg = b.reg(t, hint="s_" + re.sub(r"\W", "_", qual))
+        s = Slot(qual, t, reg, self.next_row, is_arg)
+        self.next_row += _rows(t)
+        self.slots.append(s)
+        self.exempt.add(reg.name)
+        return s
+
+    def bump(self) -> None:
+        """A new segment: registers of earlier code may not be used after this point."""
+        self.segment += 1
+
+    # --------------------------------------------------------------- spill/reload
+
+    def _scratch(self, write) -> list:
+        """Instructions ``write(b)`` emits, taken out of the function body."""
+        body = self.fn.body
+        self.fn.body = []
+        try:
+            write(Builder(self.module, self.fn))
+            return self.fn.body
+        finally:
+            self.fn.body = body
+
+    def finish(self) -> None:
+        """Replace the placeholders: liveness of every register and "dirty" slots over the
+        emitted code decide what each suspension stores and each resume loads."""
+        live_at, dirty_at = _analyse(self)
+        slot_of = {s.reg.name: s for s in self.slots}
+        out = []
+        for i, item in enumerate(self.fn.body):
+            if isinstance(item, _Spill):
+                keep = [slot_of[n] for n in live_at[item.state] & dirty_at[i] if n in slot_of]
+                keep.sort(key=lambda s: s.row)
+                out += self._scratch(lambda b: [st_row(b, self.space, self.frame, s.row, s.reg, s.type)
+                                                 for s in keep])
+            elif isinstance(item, _Reload):
+                load = sorted((slot_of[n] for n in live_at[item.state] if n in slot_of),
+                              key=lambda s: s.row)
+                out += self._scratch(lambda b: [ld_row(b, self.space, self.frame, s.row, s.type,
+                                                       dst=s.reg) for s in load])
+            elif isinstance(item, _Init):
+                out += self._scratch(lambda b: [b.mov(0, type=s.type, dst=s.reg)
+                                                for s in self.slots if not s.is_arg])
+            else:
+                out.append(item)
+        self.fn.body = out
+
+
+def _regs_used(item) -> list:
+    if not isinstance(item, Instr):
+        return []
+    used = []
+    for s in item.srcs:
+        if isinstance(s, Reg):
+            used.append(s.name)
+        elif isinstance(s, Mem) and isinstance(s.base, Reg):
+            used.append(s.base.name)
+        elif isinstance(s, Vec):
+            used += [r.name for r in s.regs if isinstance(r, Reg)]
+    if item.pred is not None:
+        used.append(item.pred[0].name)
+    return used
+
+
+def _regs_defined(item) -> list:
+    if not isinstance(item, Instr) or item.dst is None:
+        return []
+    d = item.dst
+    return [r.name for r in d.regs] if isinstance(d, Vec) else [d.name] if isinstance(d, Reg) else []
+
+
+def _analyse(gen: PollGen):
+    """Liveness (backward) of every register and "may be dirty" (forward) of slots over
+    ``gen.fn.body``. Returns ``live_at[k]`` (registers live at state ``k``'s label) and
+    ``dirty_at[i]`` (slots that may differ from their frame rows before item ``i``).
+
+    A spill at state ``k`` *uses* every slot live at ``k``: a slot stored there must be in
+    its register, so a resume that can reach the spill without setting it reloads it."""
+    body = gen.fn.body
+    n = len(body)
+    labels = {it.label.name: i for i, it in enumerate(body) if isinstance(it, LabelDef)}
+    state_index = [labels[lbl.name] for lbl in gen.states]
+    slots = {s.reg.name for s in gen.slots}
+    non_args = {s.reg.name for s in gen.slots if not s.is_arg}
+
+    succ = []
+    for i, it in enumerate(body):
+        nxt = [i + 1] if i + 1 < n else []
+        if isinstance(it, Instr):
+            if it.op == "bra":
+                tgt = [labels[it.srcs[0].name]] if it.srcs[0].name in labels else []
+                nxt = tgt + (nxt if it.pred is not None else [])
+            elif it.op == "brx.idx":
+                tgt = [labels[t.name] for t in it.extra["targets"] if t.name in labels]
+                nxt = tgt + (nxt if it.pred is not None else [])
+            elif it.op in ("ret", "exit", "trap") and it.pred is None:
+                nxt = []
+        succ.append(nxt)
+    uses = [set(_regs_used(it)) for it in body]
+    # A guarded definition kills a temporary (the builder defines and uses a temporary
+    # under one guard), but not a slot: a slot set under a guard keeps its old value when
+    # the guard is false, so that value stays live.
+    kills = [set(_regs_defined(it)) - (slots if it.pred is not None else set())
+             if isinstance(it, Instr) else set() for it in body]
+    for i, it in enumerate(body):
+        if isinstance(it, _Reload):
+            kills[i] = set(slots)
+        elif isinstance(it, _Init):
+            kills[i] = set(non_args)
+
+    live_in = [set() for _ in range(n)]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n - 1, -1, -1):
+            out = set()
+            for s in succ[i]:
+                out |= live_in[s]
+            use = uses[i]
+            if isinstance(body[i], _Spill):
+                use = live_in[state_index[body[i].state]] & slots
+            new = (out - kills[i]) | use
+            if new != live_in[i]:
+                live_in[i] = new
+                changed = True
+    live_at = [live_in[j] for j in state_index]
+    for k, regs in enumerate(live_at):
+        stray = sorted(r for r in regs - slots - gen.exempt)
+        if stray:
+            raise FutureBuildError(
+                f"in {gen.root.name}: register(s) {', '.join('%' + r for r in stray)} live "
+                f"across suspension point {k} and not in the frame; keep such values in "
+                f"frame locals (f.local / f.set / f.get)")
+
+    preds = [[] for _ in range(n)]
+    for i, ss in enumerate(succ):
+        for s in ss:
+            preds[s].append(i)
+    dirty_in = [set() for _ in range(n)]
+    dirty_out = [None] * n
+    entry = {s.reg.name for s in gen.slots if s.is_arg} if gen.first else set()
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n):
+            d = set(entry) if i == 0 else set()
+            for p in preds[i]:
+                if dirty_out[p] is not None:
+                    d |= dirty_out[p]
+            dirty_in[i] = d
+            it = body[i]
+            if isinstance(it, _Reload):
+                o = d - slots
+            elif isinstance(it, _Init):
+                o = d | non_args
+            else:
+                o = d | (set(_regs_defined(it)) & slots)
+            if o != dirty_out[i]:
+                dirty_out[i] = o
+                changed = True
+    return live_at, dirty_in
+
+
+# ------------------------------------------------------------- suspension contexts
+
+
+class _TaskCtx:
+    """The task's flat state machine: a suspension stores the live dirty slots and the
+    resume index, then returns Pending to the executor."""
+
+    def __init__(self, gen: PollGen, pending):
+        self.gen = gen
+        self._pending = pending  # emits "return Pending" (a .func ret, or status + branch)
+
+    @property
+    def labels(self) -> list:
+        return self.gen.states
+
+    def state(self, label: Label) -> int:
+        self.gen.states.append(label)
+        return len(self.gen.states) - 1
+
+    def suspend(self, f: "FnBuilder", k: int) -> None:
+        gen = self.gen
+        if gen.frame is None:  # a RegisterTask: the resume index is a register
+            f.mov(k, type=U32, dst=gen.resume)
+        else:
+            gen.fn.body.append(_Spill(k))
+            f.st(gen.space, row_mem(gen.frame, RESUME_ROW), f.mov(k, type=U32), type=U32)
+        self._pending(f)
+
+
+class _ChildCtx:
+    """The state machine of one join/select child: its resume index is a slot; a
+    suspension sets it and branches to the code after the child (the parent goes on)."""
+
+    def __init__(self, gen: PollGen, name: str, after: Label):
+        self.gen = gen
+        self.resume = gen.new_slot(f"{name}.resume", U32)
+        self.labels: list[Label] = []
+        self.after = after
+
+    def state(self, label: Label) -> int:
+        self.labels.append(label)
+        return len(self.labels) - 1
+
+    def suspend(self, f: "FnBuilder", k: int) -> None:
+        f.mov(k, type=U32, dst=self.resume.reg)
+        f.bra(self.after)
 
 
 # ------------------------------------------------------------------- the DSL builder
@@ -116,44 +487,36 @@ def set_frame_space(module: Module, space: str) -> None:
 
 class FnBuilder(Builder):
     """The builder an async fn body is written with: a ``Builder`` plus ``await_``,
-    declared frame locals, and a check that no register lives across an await."""
+    frame-resident locals, and a check that no register lives across an await.
 
-    def __init__(self, module: Module, fut: FutureDef, fn, inline: tuple | None = None):
-        """``inline``: ``(frame, task, exec, status, continue_label)`` to write the poll body
-        into a caller's function instead of a ``.func`` of its own (inline dispatch):
-        returning is then ``status = READY/PENDING; bra continue_label``."""
-        super().__init__(module, fn)
-        self.fut = fut
-        self.segment = 0
-        self._def_segment: dict[str, int] = {}
-        self._global_regs: set[str] = set()
-        self.space = frame_space(module)
-        # A frame address: u64 in global memory, u32 (a shared-window offset) in shared.
-        self.addr_type = U32 if self.space == "shared" else U64
-        self.inline = inline
-        if inline is not None:
-            frame, task, exec_, self._status, self._continue = inline
-            for r in (frame, task, exec_, self._status):
-                self._global(r)
-            self.frame, self.task, self.exec = frame, task, exec_
-        else:
-            frame = self.param("frame")
-            if self.space == "shared":
-                frame = self.cvt(frame, U32)
-            self.frame = self._global(frame)
-            self.task = self._global(self.param("task"))
-            self.exec = self._global(self.param("exec"))
-        self.state_labels: list = []
-        self._child_bytes = 0
-        self._local_off = ARGS + 8 * len(fut.params)
-        self._children_at: int | None = None
+    One ``FnBuilder`` per future *instance* of a task (the root, and each inlined child);
+    they share the emission (``PollGen``) and write into one function."""
 
-    def _global(self, r: Reg) -> Reg:
-        self._global_regs.add(r.name)
-        return r
+    def __init__(self, gen: PollGen, fut: FutureDef, ctx, on_ready, prefix: str):
+        super().__init__(gen.module, gen.fn)
+        self.gen, self.fut, self.ctx = gen, fut, ctx
+        self._on_ready = on_ready  # on_ready(f, value): completes this future
+        self.prefix = prefix
+        self.args: dict[str, Slot] = {}
+        self.locals: dict[str, Slot] = {}
+        self.start = self.new_label(f"start_{fut.name}")
+        self._state: int | None = None  # where pending() resumes (None: this future's start)
+
+    @property
+    def task(self) -> Reg:
+        return self.gen.task
+
+    @property
+    def exec(self) -> Reg:
+        return self.gen.exec
+
+    @property
+    def space(self) -> str:
+        return self.gen.space
 
     # The lowering check: every register use must be in the segment that defined it.
     def emit(self, op, mods=(), types=(), dst=None, srcs=(), pred=None, **extra):
+        gen = self.gen
         used = [s for s in srcs if isinstance(s, Reg)]
         used += [s.base for s in srcs if hasattr(s, "base") and isinstance(s.base, Reg)]
         used += [r for s in srcs if hasattr(s, "regs") for r in s.regs]
@@ -161,214 +524,198 @@ class FnBuilder(Builder):
         if guard is not None:
             used.append(guard[0])
         for r in used:
-            seg = self._def_segment.get(r.name)
-            if r.name in self._global_regs or seg is None or seg == self.segment:
+            seg = gen.def_segment.get(r.name)
+            if r.name in gen.exempt or seg is None or seg == gen.segment:
                 continue
             raise FutureBuildError(
                 f"in async fn {self.fut.name}: register %{r.name} is live across an await "
-                f"(defined before await #{seg + 1 if seg < self.segment else seg}, used after); "
+                f"(defined before await #{min(seg, gen.segment) + 1}, used after); "
                 f"keep it in a frame local (f.local / f.set / f.get)")
         ins = super().emit(op, mods, types, dst, srcs, pred, **extra)
         for d in (dst.regs if hasattr(dst, "regs") else (dst,) if dst is not None else ()):
-            self._def_segment[d.name] = self.segment
+            if d.name not in gen.exempt:
+                gen.def_segment[d.name] = gen.segment
         return ins
 
-    # ---------------------------------------------------------------- frame access
+    # ---------------------------------------------------------------- slots
 
-    def frame_ld(self, addr: Reg, t: PtxType, **kw) -> Reg:
-        """Load from a frame address (this frame's or a child's), in the frame space."""
-        return self.ld(self.space, addr, t, **kw)
-
-    def frame_st(self, addr: Reg, value, t: PtxType | None = None, **kw) -> None:
-        """Store to a frame address, in the frame space."""
-        self.st(self.space, addr, value, type=t, **kw)
-
-    def frame_offset(self, base: Reg, off: int) -> Reg:
-        """``base + off`` for a frame address ``base``."""
-        return self.add(base, off, type=self.addr_type) if off else base
+    def bind_args(self, values=None) -> None:
+        """Give each argument a slot; ``values`` (registers or immediates) are moved in."""
+        for k, (pname, t) in enumerate(self.fut.params):
+            s = self.gen.new_slot(f"{self.prefix}.{pname}", t, is_arg=values is None)
+            self.args[pname] = s
+            if values is not None:
+                self.mov(values[k], type=t, dst=s.reg)
 
     def arg(self, name: str) -> Reg:
-        """Load argument ``name`` from the frame (valid in any state)."""
-        t = dict(self.fut.params)[name]
-        return self.frame_ld(self._frame_addr(self.fut.arg_offset(name)), t)
+        """Argument ``name`` (valid in any state)."""
+        try:
+            s = self.args[name]
+        except KeyError:
+            raise FutureBuildError(f"{self.fut.name} has no argument {name!r}") from None
+        return self.mov(s.reg, type=s.type)
 
     def local(self, name: str, t: PtxType) -> None:
         """Declare a frame-resident local: a value that may live across awaits."""
-        if name in self._layout:
+        if name in self.locals:
             raise FutureBuildError(f"local {name!r} declared twice in {self.fut.name}")
-        if self._children_at is not None:
-            raise FutureBuildError(f"in {self.fut.name}: declare local {name!r} before the "
-                                   f"first await (the children region follows the locals)")
-        size = max(8, t.nbytes)
-        self._local_off = _align(self._local_off, 8)
-        self._layout[name] = (self._local_off, t)
-        self._local_off += size
+        self.locals[name] = self.gen.new_slot(f"{self.prefix}.{name}", t)
 
-    def set(self, name: str, value) -> None:
-        off, t = self._slot(name)
-        self.frame_st(self._frame_addr(off), value, t)
-
-    def get(self, name: str) -> Reg:
-        off, t = self._slot(name)
-        return self.frame_ld(self._frame_addr(off), t)
-
-    @property
-    def _layout(self) -> dict:
-        # An inlined body re-declares the locals of a layout its .func already resolved:
-        # it checks against a layout of its own, which must come out identical.
-        if self.inline is None:
-            return self.fut.locals_
-        if not hasattr(self, "_inline_layout"):
-            self._inline_layout = {}
-        return self._inline_layout
-
-    def _slot(self, name):
+    def _slot(self, name) -> Slot:
         try:
-            return self._layout[name]
+            return self.locals[name]
         except KeyError:
             raise FutureBuildError(f"{self.fut.name} has no local {name!r}; declare it with "
                                    f"f.local(name, type)") from None
 
-    def _frame_addr(self, off: int) -> Reg:
-        return self.frame_offset(self.frame, off)
+    def set(self, name: str, value) -> None:
+        s = self._slot(name)
+        self.mov(value, type=s.type, dst=s.reg)
 
-    # ---------------------------------------------------------------- await
+    def get(self, name: str) -> Reg:
+        s = self._slot(name)
+        return self.mov(s.reg, type=s.type)
 
-    def child_frame(self, offset_in_region: int = 0) -> Reg:
-        """Address of a child frame inside this frame's children region (after the locals;
-        children of different await points share it, as rustc's layout does)."""
-        if self._children_at is None:
-            self._children_at = _align(self._local_off, 16)
-        return self.add(self.frame, self._children_at + offset_in_region, type=self.addr_type)
-
-    def reserve_children(self, nbytes: int) -> None:
-        self._child_bytes = max(self._child_bytes, nbytes)
-
-    def start(self, call: FutureCall, child: Reg) -> None:
-        """Initialise a child future's frame: its arguments, and resume = 0."""
-        fut = call.fut
-        for (pname, t), a in zip(fut.params, call.args):
-            self.frame_st(self.frame_offset(child, fut.arg_offset(pname)), a, t)
-        self.frame_st(child, self.mov(0, type=U32))
-        if fut not in self.fut.children:
-            self.fut.children.append(fut)
-
-    def poll_child(self, fut: FutureDef, child: Reg) -> Reg:
-        """Poll a child: call its poll function, or, in an inlined body, inline the child
-        too (monomorphised all the way down, as rustc does). Returns the status register."""
-        if self.inline is not None:
-            return inline_poll(self, fut, child, self.task, self.exec)
-        if child.type.bits == 32:  # the ABI's frame is u64 whatever the space
-            child = self.cvt(child, U64)
-        return self.call(fut.poll_name, [child, self.task, self.exec])
-
-    def ret(self, value=None) -> None:
-        """Return ``value`` (READY/PENDING) to the poller: ``ret`` from the ``.func``, or in
-        an inlined body ``status = value`` and a branch to the caller's continuation."""
-        if self.inline is None:
-            return super().ret(value)
-        self.mov(value, type=U32, dst=self._status)
-        self.bra(self._continue)
+    # ---------------------------------------------------------------- states
 
     def new_state(self) -> None:
-        """Split here: set resume to the next state and open a new segment."""
-        label = self.new_label(f"state{len(self.state_labels)}")
-        self.state_labels.append(label)
-        self.frame_st(self.frame, self.mov(len(self.state_labels), type=U32))
-        self.segment += 1
+        """A resume point here: ``pending()`` after it resumes at this place."""
+        label = self.new_label(f"state_{self.fut.name}")
+        self._state = self.ctx.state(label)
+        self.gen.bump()
         self.place(label)
 
-    def return_pending_if(self, status: Reg) -> None:
-        pending = self.setp("eq", status, PENDING)
-        with self.when(pending):
-            self.ret(self.mov(PENDING, type=U32))
+    def _start_state(self) -> int:
+        if self._state is None:  # pending() before any state: resume at the start
+            self._state = self.ctx.state(self.start)
+        return self._state
 
-    def await_(self, call: FutureCall) -> Reg | None:
-        """``call.await``: start the child, then poll it until Ready, returning Pending to
-        our own poller meanwhile. Returns the child's output register (or None)."""
-        fut = call.fut
-        fut.emit(self.module)
-        self.reserve_children(fut.frame_size)
-        self.start(call, self.child_frame())
-        self.new_state()
-        child = self.child_frame()
-        self.return_pending_if(self.poll_child(fut, child))
-        if fut.output is None:
-            return None
-        return self.frame_ld(self.frame_offset(child, OUTPUT), fut.output)
-
-    def join(self, *calls: FutureCall) -> list:
-        """``join!(a, b, ...)``: poll every unfinished child each time; Ready when all are.
-        The children get their own frames (and a done mask) in the children region."""
-        offsets, off = [], 16
-        for c in calls:
-            c.fut.emit(self.module)
-            offsets.append(off)
-            off += _align(c.fut.frame_size, 16)
-        self.reserve_children(off)
-        for c, o in zip(calls, offsets):
-            self.start(c, self.child_frame(o))
-        self.frame_st(self.child_frame(), self.mov(0, type=U32))
-        self.new_state()
-        mask = self.frame_ld(self.child_frame(), U32)
-        for i, (c, o) in enumerate(zip(calls, offsets)):
-            unfinished = self.setp("eq", self.and_(mask, 1 << i, type=U32), 0)
-            with self.if_(unfinished):
-                ready = self.setp("eq", self.poll_child(c.fut, self.child_frame(o)), READY)
-                with self.when(ready):
-                    self.or_(mask, 1 << i, type=U32, dst=mask)
-        self.frame_st(self.child_frame(), mask)
-        all_done = self.setp("eq", mask, (1 << len(calls)) - 1, type=U32)
-        with self.when(all_done, negate=True):
-            self.ret(self.mov(PENDING, type=U32))
-        return [self.frame_ld(self.frame_offset(self.child_frame(o), OUTPUT), c.fut.output)
-                if c.fut.output is not None else None for c, o in zip(calls, offsets)]
-
-    def select(self, *calls: FutureCall) -> tuple:
-        """``select_biased!(a, b, ...)``: poll the children in order; the first Ready wins and
-        the others are dropped (never polled again). Returns (index, winner's output)."""
-        offsets, off = [], 0
-        out_t = calls[0].fut.output
-        for c in calls:
-            c.fut.emit(self.module)
-            if c.fut.output != out_t:
-                raise FutureBuildError("select needs children with one output type")
-            offsets.append(off)
-            off += _align(c.fut.frame_size, 16)
-        self.reserve_children(off)
-        for c, o in zip(calls, offsets):
-            self.start(c, self.child_frame(o))
-        self.new_state()
-        index = self.reg(U32)
-        value = self.reg(out_t) if out_t is not None else None
-        done = self.new_label("selected")
-        for i, (c, o) in enumerate(zip(calls, offsets)):
-            child = self.child_frame(o)
-            ready = self.setp("eq", self.poll_child(c.fut, child), READY)
-            with self.when(ready):
-                self.mov(i, type=U32, dst=index)
-                if value is not None:
-                    self.frame_ld(self.frame_offset(child, OUTPUT), out_t, dst=value)
-                self.bra(done)
-        self.pending()
-        self.place(done)
-        return index, value
+    def pending(self) -> None:
+        """Return Pending: the next poll resumes at the last ``new_state`` (or the start)."""
+        self.ctx.suspend(self, self._start_state())
 
     def suspend(self) -> None:
         """Return Pending once, having woken ourselves (``yield_now``'s body)."""
-        label = self.new_label(f"state{len(self.state_labels)}")
-        self.state_labels.append(label)
-        self.frame_st(self.frame, self.mov(len(self.state_labels), type=U32))
+        label = self.new_label(f"state_{self.fut.name}")
+        k = self.ctx.state(label)
         self.wake_self()
-        self.pending()
-        self.segment += 1
+        self.ctx.suspend(self, k)
+        self._state = k
+        self.gen.bump()
         self.place(label)
+
+    def ready(self, value=None) -> None:
+        """Complete with ``value`` (None for a future without output)."""
+        self._on_ready(self, value)
 
     def wake_self(self) -> None:
         """``cx.waker().wake_by_ref()``."""
         self.call("wake", [self.task, self.exec])
 
-    def spawn(self, fut: "FutureDef", args) -> Reg:
+    # ---------------------------------------------------------------- children
+
+    def _child(self, call: FutureCall, ctx, on_ready, tag: str) -> "FnBuilder":
+        c = FnBuilder(self.gen, call.fut, ctx, on_ready, f"{self.prefix}/{tag}{call.fut.name}")
+        c.bind_args(list(call.args))
+        return c
+
+    def await_(self, call: FutureCall) -> Reg | None:
+        """``call.await``: the child's poll body, inlined; its suspensions suspend this
+        task and resume inside it. Returns the child's output register (or None)."""
+        fut = call.fut
+        after = self.new_label(f"awaited_{fut.name}")
+        out = self.reg(fut.output) if fut.output is not None else None
+        if out is not None:
+            self.gen.exempt.add(out.name)  # set by the child's ready, read right after
+
+        def on_ready(c, value):
+            if out is not None:
+                c.mov(value, type=fut.output, dst=out)
+            c.bra(after)
+
+        c = self._child(call, self.ctx, on_ready, "")
+        self.gen.bump()
+        _write_body(c)
+        self.place(after)
+        self.gen.bump()
+        return out
+
+    def _side_by_side(self, calls, on_child_ready):
+        """Children polled side by side (join, select): each with its own state machine
+        (a resume slot), started here; returns their builders, after the join's state."""
+        children = []
+        for i, c in enumerate(calls):
+            after = self.new_label(f"polled_{c.fut.name}")
+            ctx = _ChildCtx(self.gen, f"{self.prefix}/{i}{c.fut.name}", after)
+            child = self._child(c, ctx, on_child_ready(i, after), f"{i}")
+            self.mov(0, type=U32, dst=ctx.resume.reg)
+            children.append((child, ctx, after))
+        self.new_state()  # the join's own resume point: poll the unfinished children
+        return children
+
+    def _poll_child(self, child: "FnBuilder", ctx: _ChildCtx) -> None:
+        dispatch = self.emit("brx.idx", (), (), None, (ctx.resume.reg,), targets=[],
+                             table=f"$T_child_{self._next_label()}")
+        ctx.state(child.start)  # state 0 of a child: its start (labels[0])
+        _write_body(child)
+        dispatch.extra["targets"] = list(ctx.labels)
+        self.place(ctx.after)
+
+    def join(self, *calls: FutureCall) -> list:
+        """``join!(a, b, ...)``: poll every unfinished child each time; Ready when all are."""
+        mask = self.gen.new_slot(f"{self.prefix}.join_mask", U32)
+        outs = [self.gen.new_slot(f"{self.prefix}.join_out{i}", c.fut.output)
+                if c.fut.output is not None else None for i, c in enumerate(calls)]
+        self.mov(0, type=U32, dst=mask.reg)
+
+        def on_child_ready(i, after):
+            def done(c, value):
+                if outs[i] is not None:
+                    c.mov(value, type=outs[i].type, dst=outs[i].reg)
+                c.or_(mask.reg, 1 << i, type=U32, dst=mask.reg)
+                c.bra(after)
+            return done
+
+        children = self._side_by_side(calls, on_child_ready)
+        for i, (child, ctx, _) in enumerate(children):
+            finished = self.setp("ne", self.and_(mask.reg, 1 << i, type=U32), 0, type=U32)
+            self.bra(ctx.after, pred=(finished, False))
+            self._poll_child(child, ctx)
+        all_done = self.setp("eq", mask.reg, (1 << len(calls)) - 1, type=U32)
+        cont = self.new_label("joined")
+        self.bra(cont, pred=(all_done, False))
+        self.pending()
+        self.place(cont)
+        self.gen.bump()
+        return [self.mov(o.reg, type=o.type) if o is not None else None for o in outs]
+
+    def select(self, *calls: FutureCall) -> tuple:
+        """``select_biased!(a, b, ...)``: poll the children in order; the first Ready wins and
+        the others are dropped (never polled again). Returns (index, winner's output)."""
+        out_t = calls[0].fut.output
+        if any(c.fut.output != out_t for c in calls):
+            raise FutureBuildError("select needs children with one output type")
+        index = self.reg(U32)
+        value = self.reg(out_t) if out_t is not None else None
+        self.gen.exempt.update(r.name for r in (index, value) if r is not None)
+        done = self.new_label("selected")
+
+        def on_child_ready(i, after):
+            def won(c, v):
+                c.mov(i, type=U32, dst=index)
+                if value is not None:
+                    c.mov(v, type=out_t, dst=value)
+                c.bra(done)
+            return won
+
+        for child, ctx, _ in self._side_by_side(calls, on_child_ready):
+            self._poll_child(child, ctx)
+        self.pending()
+        self.place(done)
+        self.gen.bump()
+        return index, value
+
+    def spawn(self, fut: FutureDef, args) -> Reg:
         """``spawner.spawn(fut(args))``: start ``fut`` as a new task of this executor through
         the executor-supplied ``spawn(task, exec, poll_fn, args) -> u32``. ``fut`` must have
         the root signature ``(task u32, args u64)``. Returns the new task's id, or
@@ -382,53 +729,134 @@ class FnBuilder(Builder):
         poll_fn = self.mov(Sym(fut.poll_name))  # the child's type-erased poll_fn
         return self.call("spawn", [self.task, self.exec, poll_fn, args])
 
-    def ready(self, value=None) -> None:
-        """Store the output (if any) and return READY."""
-        if value is not None:
-            self.frame_st(self.frame_offset(self.frame, OUTPUT), value, self.fut.output)
-        self.ret(self.mov(READY, type=U32))
 
-    def pending(self) -> None:
-        self.ret(self.mov(PENDING, type=U32))
+def _write_body(f: FnBuilder) -> None:
+    """A future's code: its start label, then its body. Falling off the end of a body is a
+    bug in the body (it never completes): a trap, not a silent hang."""
+    f.place(f.start)
+    f.fut.lower(f)
+    f.trap()
 
 
-def build_poll(module: Module, fut: FutureDef, body) -> None:
-    """Emit ``poll_<fut>`` with ``body(f)`` as its code; resolves the frame layout."""
-    if fut.poll_name in module.functions:
+# ----------------------------------------------------------------- the entries
+
+
+def build_poll(module: Module, fut: FutureDef, first: bool = False) -> None:
+    """Emit ``poll_<fut>`` (or, with ``first``, ``start_<fut>``) once; lays out the frame."""
+    name = fut.start_name if first else fut.poll_name
+    if name in module.functions:
         return
-    fut.locals_, fut.children = {}, []  # the layout is rebuilt for each module
-    fn = Builder.func(module, fut.poll_name, POLL_PARAMS, ret=U32).fn
-    f = FnBuilder(module, fut, fn)
-    _write_body(f, body)
-    fut.states = 1 + len(f.state_labels)
-    fut.child_region = f._children_at if f._children_at is not None else _align(f._local_off, 16)
-    fut.frame_size = _align(fut.child_region + f._child_bytes, 16)
+    space = frame_space(module)
+    params = POLL_PARAMS + (tuple((f"arg_{n}", t) for n, t in fut.params) if first else ())
+    b = Builder.func(module, name, params, ret=U32)
+    frame = b.param("frame")
+    if space == "shared":
+        frame = b.cvt(frame, U32)
+    task, exec_ = b.param("task"), b.param("exec")
+    gen = PollGen(module, b.fn, fut, frame, task, exec_, first, space)
+
+    def ret_pending(f):
+        f.ret(f.mov(PENDING, type=U32))
+
+    def ret_ready(f, value):
+        if value is not None and fut.output is not None:
+            out = gen.new_slot("output", fut.output)  # a task's output stays in its frame
+            f.mov(value, type=fut.output, dst=out.reg)
+            st_row(f, space, frame, out.row, out.reg, out.type)
+        f.ret(f.mov(READY, type=U32))
+
+    top = FnBuilder(gen, fut, _TaskCtx(gen, ret_pending), ret_ready, fut.name)
+    if first:
+        values = [b.param(f"arg_{n}") for n, _ in fut.params]
+        top.bind_args(values)
+        for s in top.args.values():
+            s.is_arg = True
+        gen.exempt.update(v.name for v in values)
+        gen.fn.body.append(_Init())
+        gen.states.append(top.start)
+        _write_body(top)
+    else:
+        top.bind_args()
+        resume = b.ld(space, row_mem(frame, RESUME_ROW), U32)
+        dispatch = b.emit("brx.idx", (), (), None, (resume,), targets=[],
+                          table=f"$T_resume_{b._next_label()}")
+        gen.states.append(top.start)
+        _write_body(top)
+        stubs = []
+        for k, label in enumerate(gen.states):
+            stub = b.new_label(f"resume{k}")
+            b.place(stub)
+            gen.fn.body.append(_Reload(k))
+            b.bra(label)
+            stubs.append(stub)
+        dispatch.extra["targets"] = stubs
+    gen.finish()
+    layout = {s.name: (s.row, s.type.name) for s in gen.slots}
+    if fut.rows and (fut.slots != layout):
+        raise FutureBuildError(f"{name} laid out its frame differently from "
+                               f"{fut.start_name if not first else fut.poll_name}")
+    fut.rows, fut.states, fut.slots = gen.next_row, len(gen.states), layout
 
 
-def _write_body(f: FnBuilder, body) -> None:
-    """The poll body: dispatch on ``resume`` to the state to continue from, then the code."""
-    resume = f._global(f.frame_ld(f.frame, U32))
-    start = f.new_label("start")
-    dispatch = f.emit("brx.idx", (), (), None, (resume,), targets=[start],
-                      table=f"$T_resume_{f._next_label()}")
-    f.place(start)
-    body(f)
-    f.pending()  # falling off the end of a body is a bug in the body: never Ready
-    dispatch.extra["targets"] = [start] + f.state_labels
+class RegisterTask:
+    """A task whose frame is registers: its poll body is written into the caller's
+    function (an executor's run loop that keeps the task on one thread), the slots and the
+    resume index stay in registers between polls, and nothing touches memory.
+
+        t = RegisterTask(b, root, task, exec, [task, args])   # before the run loop
+        status = t.poll()                                       # inside it, once
+    """
+
+    def __init__(self, b: Builder, fut: FutureDef, task: Reg, exec_: Reg, args: list):
+        self.b, self.fut = b, fut
+        self.gen = PollGen(b.module, b.fn, fut, None, task, exec_, True, "registers")
+        self.gen.resume = b.mov(0, type=U32)
+        self.gen.exempt.add(self.gen.resume.name)
+        self.status = b.reg(U32)
+        self.gen.exempt.add(self.status.name)
+        self.cont = b.new_label(f"polled_{fut.name}")
+
+        def ret_pending(f):
+            f.mov(PENDING, type=U32, dst=self.status)
+            f.bra(self.cont)
+
+        def ret_ready(f, value):
+            f.mov(READY, type=U32, dst=self.status)
+            f.bra(self.cont)
+
+        self.top = FnBuilder(self.gen, fut, _TaskCtx(self.gen, ret_pending), ret_ready, fut.name)
+        self.top.bind_args(args)
+        for s in self.top.args.values():
+            s.is_arg = True
+        self._init = _Init()
+        b.fn.body.append(self._init)
+        self.polled = False
+
+    def poll(self) -> Reg:
+        """Emit one poll (dispatch on the resume register, then the body); returns the
+        status register (READY/PENDING)."""
+        if self.polled:
+            raise FutureBuildError(f"a RegisterTask of {self.fut.name} is polled from one place")
+        self.polled = True
+        b, gen = self.b, self.gen
+        dispatch = b.emit("brx.idx", (), (), None, (gen.resume,), targets=[],
+                          table=f"$T_resume_{b._next_label()}")
+        gen.states.append(self.top.start)
+        _write_body(self.top)
+        dispatch.extra["targets"] = list(gen.states)
+        b.place(self.cont)
+        # The frame is registers: nothing to spill; define the slots before the loop.
+        inits = gen._scratch(lambda bb: [bb.mov(0, type=s.type, dst=s.reg)
+                                         for s in gen.slots if not s.is_arg])
+        i = b.fn.body.index(self._init)
+        b.fn.body[i:i + 1] = inits
+        self.fut.states = len(gen.states)
+        return self.status
 
 
-def inline_poll(b: Builder, fut: FutureDef, frame: Reg, task: Reg, exec_: Reg) -> Reg:
-    """Poll ``fut`` (frame at ``frame``) by writing its poll body into ``b``'s function
-    (inline dispatch): no ABI call, no callee-saved spills, and ptxas sees the whole state
-    machine. Returns the status register (READY/PENDING). The ``.func`` is still emitted:
-    it resolves the frame layout the inlined copy must agree with."""
-    fut.emit(b.module)
-    status = b.reg(U32)
-    cont = b.new_label(f"polled_{fut.name}")
-    f = FnBuilder(b.module, fut, b.fn, inline=(frame, task, exec_, status, cont))
-    _write_body(f, fut.lower)
-    if f._layout != fut.locals_:
-        raise FutureBuildError(f"inlined {fut.name} laid out its locals differently "
-                               f"from its poll function")
-    b.place(cont)
-    return status
+def write_task_args(b: Builder, space: str, frame, fut: FutureDef, values: list) -> None:
+    """Write a not-yet-polled task's arguments into its frame with resume 0 (what a
+    spawner does before queueing the task; its first poll is ``poll_<fut>``)."""
+    for (pname, t), v in zip(fut.params, values):
+        st_row(b, space, frame, fut.arg_row(pname), v, t)
+    b.st(space, row_mem(frame, RESUME_ROW), b.mov(0, type=U32), type=U32)
