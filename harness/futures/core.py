@@ -759,10 +759,8 @@ def build_poll(module: Module, fut: FutureDef, first: bool = False) -> None:
         f.ret(f.mov(PENDING, type=U32))
 
     def ret_ready(f, value):
-        if value is not None and fut.output is not None:
-            out = gen.new_slot("output", fut.output)  # a task's output stays in its frame
-            f.mov(value, type=fut.output, dst=out.reg)
-            st_row(f, space, frame, out.row, out.reg, out.type)
+        # A task's output is dropped: these executors have no JoinHandle (tasks publish
+        # results through memory), so Ready writes nothing to the frame.
         f.ret(f.mov(READY, type=U32))
 
     top = FnBuilder(gen, fut, _TaskCtx(gen, ret_pending), ret_ready, fut.name)
