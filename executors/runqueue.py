@@ -26,8 +26,10 @@ problem, so 32-bit ids lose nothing.
 
 Orderings are Embassy's: ``fetch_or``/``fetch_and`` AcqRel -> ``atom.acq_rel.gpu``; the
 enqueue's ``fetch_update(SeqCst, SeqCst)`` -> ``fence.sc.gpu`` + ``atom.cas.acq_rel.gpu``
-(the PTX mapping of a seq_cst read-modify-write); ``swap(null, AcqRel)`` ->
-``atom.exch.acq_rel.gpu``.
+(the PTX mapping of a seq_cst read-modify-write; its first load, which only guesses the
+expected value, is relaxed); ``swap(null, AcqRel)`` -> ``atom.exch.acq_rel.gpu``. Two are
+weaker, with the reason at the code: the despawn (relaxed: records are not reused within a
+run) and the fused spawn-and-dequeue of a root (acquire).
 
 The roots' first poll. A worker spawns each of its roots and polls it at once, with its
 arguments in registers (``start_<root>``): Embassy's spawn (enqueue) followed by a
@@ -130,8 +132,9 @@ def push(b: Builder, queue_head, task, rec):
     ``fetch_update(SeqCst, SeqCst)``). Returns the number of failed CASes (u32)."""
     retries = b.mov(0, type=U32)
     item = b.add(task, 1)
-    b.fence("sc", "gpu")
-    old = b.ld("global", queue_head, U32, sem="acquire", scope="gpu")
+    # fetch_update's first load only guesses the CAS's expected value (a failed CAS
+    # returns the current head): relaxed is enough; the CAS below is the SeqCst RMW.
+    old = b.ld("global", queue_head, U32, sem="relaxed", scope="gpu")
     with b.loop() as lp:
         b.st("global", row_mem(rec, NEXT), old, type=U32)
         b.fence("sc", "gpu")
@@ -234,8 +237,11 @@ def start_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, 
         lp.break_if(b.setp("ge", i, ntasks))
         rec = record(b, base, i, rows)
         b.st("global", row_mem(rec, HOME), worker, type=U32)
+        # Acquire: a waker that got in first (its fetch_or is earlier in the state's
+        # modification order, and pushed nothing) published its data before that RMW, and
+        # the poll below must see it. No release: nothing here is read by another thread.
         b.atom("global", "exch", row_mem(rec, STATE), b.mov(SPAWNED, type=B32), type=B32,
-               sem="acq_rel", scope="gpu")
+               sem="acquire", scope="gpu")
         probe.begin()
         status = first_poll(b, root, rec, frame_of(b, rec), i, exec_, [i, args], dispatch,
                             keep_poll_fn=dispatch == "indirect" or len(types) > 1,
@@ -252,8 +258,12 @@ def start_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, 
 
 
 def _despawn(b: Builder, rec) -> None:
+    """Clear SPAWNED after Ready. Relaxed, where Embassy's is AcqRel: its release publishes
+    "the storage is free" to the next spawn into it, and these records are never reused
+    within a run (the kernel boundary orders runs); wakers and the dequeue only test the
+    bit, with no data behind it."""
     b.atom("global", "and", row_mem(rec, STATE), ~SPAWNED & 0xFFFFFFFF, type=B32,
-           sem="acq_rel", scope="gpu")
+           sem="relaxed", scope="gpu")
 
 
 def live_tasks(b: Builder, rec):

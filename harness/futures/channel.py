@@ -42,7 +42,7 @@ def _wake_waiter(f: FnBuilder, ch, slot: int) -> None:
     w = f.atom("global", "exch", _at(f, ch, slot), f.mov(0, type=U32), type=B32,
                sem="relaxed", scope="gpu")
     with f.if_(f.setp("ne", w, 0, type=B32)):
-        f.call("wake", [f.sub(w, 1, type=U32), f.exec])
+        f.wake(f.sub(w, 1, type=U32))
 
 
 def _park(f: FnBuilder, ch, slot: int) -> None:

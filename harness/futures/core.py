@@ -208,6 +208,13 @@ def set_frame_space(module: Module, space: str) -> None:
     module._frame_space = space
 
 
+def is_noop_wake(module: Module) -> bool:
+    """Whether ``module``'s ``wake`` does nothing (its body is one ``ret``)."""
+    w = module.functions.get("wake")
+    return (w is not None and w.kind == "func"
+            and [i.op for i in w.body if isinstance(i, Instr)] == ["ret"])
+
+
 # --------------------------------------------------------------------- placeholders
 
 
@@ -298,6 +305,17 @@ class PollGen:
         """Replace the placeholders: liveness of every register and "dirty" slots over the
         emitted code decide what each suspension stores and each resume loads."""
         live_at, dirty_at = _analyse(self)
+        # Frame rows only for what can be in the frame: the task's arguments (a spawner
+        # writes them) and the slots live at some resume point. A slot that never crosses
+        # a suspension stays a register and takes no row.
+        resident = set().union(*live_at) if live_at else set()
+        self.next_row = RESUME_ROW + 1
+        for s in self.slots:
+            if s.is_arg or s.reg.name in resident:
+                s.row = self.next_row
+                self.next_row += _rows(s.type)
+            else:
+                s.row = None
         slot_of = {s.reg.name: s for s in self.slots}
         out = []
         for i, item in enumerate(self.fn.body):
@@ -609,8 +627,14 @@ class FnBuilder(Builder):
         self._on_ready(self, value)
 
     def wake_self(self) -> None:
-        """``cx.waker().wake_by_ref()``."""
-        self.call("wake", [self.task, self.exec])
+        """``cx.waker().wake_by_ref()``: a call of the executor's ``wake`` -- none at all
+        when that is a no-op (block_on's), as LLVM drops a call of a known empty function."""
+        self.wake(self.task)
+
+    def wake(self, task) -> None:
+        """``waker.wake()`` of task ``task`` (a u32 id) through the executor's ``wake``."""
+        if not is_noop_wake(self.module):
+            self.call("wake", [task, self.exec])
 
     # ---------------------------------------------------------------- children
 
@@ -789,7 +813,7 @@ def build_poll(module: Module, fut: FutureDef, first: bool = False) -> None:
             stubs.append(stub)
         dispatch.extra["targets"] = stubs
     gen.finish()
-    layout = {s.name: (s.row, s.type.name) for s in gen.slots}
+    layout = {s.name: (s.row, s.type.name) for s in gen.slots if s.row is not None}
     if fut.rows and (fut.slots != layout):
         raise FutureBuildError(f"{name} laid out its frame differently from "
                                f"{fut.start_name if not first else fut.poll_name}")

@@ -54,7 +54,7 @@ def count_down(f: FnBuilder, latch) -> None:
         f.fence("sc", "gpu")
         w = f.ld("global", f.add(latch, WAITER, type=U64), U32, sem="relaxed", scope="gpu")
         with f.if_(f.setp("ne", w, 0)):
-            f.call("wake", [f.sub(w, 1), f.exec])
+            f.wake(f.sub(w, 1))
 
 
 __all__ = ["wait", "count_down", "LATCH_BYTES", "COUNT", "WAITER"]
