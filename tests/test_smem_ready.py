@@ -265,8 +265,14 @@ def test_capacity_rule():
 def test_a_frame_bigger_than_shared_memory_is_a_build_error():
     @async_fn(params=ROOT, output=None, name="huge_frame")
     def huge(f, task, args):
-        for i in range(7000):  # 7000 locals x 8 B > 48 KiB
+        for i in range(400):  # 400 locals live across a yield: 32 slots x 1.6 KB > 48 KiB
             f.local(f"v{i}", U32)
+            f.set(f"v{i}", f.mov(i, type=U32))
+        f.await_(yield_now())
+        total = f.mov(0, type=U32)
+        for i in range(400):
+            f.add(total, f.get(f"v{i}"), dst=total)
+        f.st("global", f.arg("args"), total, type=U32)
         return None
 
     with pytest.raises(PollbenchError, match="does not fit"):
