@@ -54,6 +54,7 @@ class ExecutorKernel:
     capacity: int | None = None  # None: ntasks + spawn_capacity
     spawn_capacity: int = 0  # slots beyond the ntasks roots, for spawned tasks
     error_offset: int | None = None
+    zeroed_rows: int = 0  # the first rows of every record, zeroed before each run
 
     @property
     def stride(self) -> int:
@@ -120,9 +121,11 @@ class Executor:
         backend.enqueue(kernel.name, grid, block, args)
 
     def graph_safe(self, kernel: ExecutorKernel) -> bool:
-        """Whether ``enqueue`` is only kernel launches, so the timing protocol may batch
-        runs into a captured graph (a memset of the state is not captured)."""
-        return kernel.state_bytes == 0
+        """Whether ``enqueue`` is only kernel launches and memsets, so the timing protocol
+        may batch runs into a captured graph (a memset on the capturing stream becomes a
+        graph node): otherwise one run per sample is launched from Python, and a short run
+        measures the host's launch rate, not the GPU."""
+        return True
 
 
 class Probe:

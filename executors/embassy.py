@@ -16,7 +16,7 @@ from executors.runqueue import (
     start_roots,
 )
 from harness.ptx import Builder
-from harness.ptx.types import B32, PRED
+from harness.ptx.types import B32, PRED, U32
 
 
 class Embassy(RunQueueExecutor):
@@ -39,7 +39,8 @@ class Embassy(RunQueueExecutor):
                     granularity="thread") -> None:
         b = Builder.entry(module, name, KERNEL_PARAMS)
         probe = Probe(b, instrument)
-        r = self.prologue(b, instrument, spawns=module._runqueue_layout[1] > 0)
+        spawns = module._runqueue_layout[1] > 0
+        r = self.prologue(b, instrument, spawns=spawns)
         gid, base = r["gid"], r["base"]
         # Workers without roots (gid >= ntasks) have no queue: nothing is ever homed there.
         has_roots = b.setp("lt", gid, r["ntasks"])
@@ -47,9 +48,11 @@ class Embassy(RunQueueExecutor):
             with b.if_(has_roots, negate=True):
                 b.exit()
         rec = record(b, base, gid, rows)
+        # Tasks alive here: a register unless spawn (a .func) counts in the worker's row.
+        live = "memory" if spawns else b.mov(0, type=U32)
         with b.if_(has_roots):
             start_roots(b, base, types, gid, r["nworkers"], r["ntasks"], r["args"], rows,
-                        r["exec"], dispatch, probe)
+                        r["exec"], dispatch, probe, live=live)
         idle = self.idle_setup(b)
         stopper = StopPoller(b)
         done = b.reg(PRED)
@@ -59,10 +62,11 @@ class Embassy(RunQueueExecutor):
             # the swap itself is Embassy's spin (run_batch's polls restart the mark).
             b.not_(has_roots, dst=done)
             with b.if_(has_roots):
-                b.setp("eq", live_tasks(b, rec), 0, dst=done)
+                b.setp("eq", live_tasks(b, rec) if spawns else live, 0, dst=done)
             with b.if_(done, negate=True):
                 probe.begin()
-                head = run_batch(b, base, rec, types, r["exec"], rows, dispatch, probe)
+                head = run_batch(b, base, rec, types, r["exec"], rows, dispatch, probe,
+                                 live=live)
                 empty = b.setp("eq", head, 0, type=B32)
                 with b.if_(empty):
                     self.on_idle(b, idle)

@@ -66,8 +66,9 @@ class Graph(RunQueueExecutor):
             with b.if_(b.setp("eq", b.ld("global", started, U32), 0)):
                 b.st("global", started, b.mov(1, type=U32))
                 start_roots(b, base, types, gid, r["nworkers"], ntasks, r["args"], rows,
-                            r["exec"], dispatch, probe, on_ready)
-            run_batch(b, base, rec, types, r["exec"], rows, dispatch, probe, on_ready)
+                            r["exec"], dispatch, probe, on_ready, live=None)
+            run_batch(b, base, rec, types, r["exec"], rows, dispatch, probe, on_ready,
+                      live=None)
         # The block's count: thread 0 zeroes it, every thread adds its own, thread 0 adds the
         # block's to ``finished`` (bar.sync orders the shared accesses). The add that makes
         # finished == ntasks + spawned ends the loop.
@@ -128,6 +129,16 @@ class Graph(RunQueueExecutor):
                 raise EmuHang(f"graph: {rounds} rounds spent the step budget of "
                               f"{backend.max_steps} instructions without ending the loop")
         return Launch(kernel.name, r.grid, r.block, None, instructions, {"rounds": rounds})
+
+    def zeroed_rows(self, spawns: bool) -> int:
+        """State, head and the per-worker ``started`` flag (``live`` is not counted)."""
+        return STARTED + 1
+
+    def graph_safe(self, kernel) -> bool:
+        """No: a run is a launch of the WHILE graph, which cannot be captured into a batch
+        graph (a conditional node's graph is not a child graph); each sample is one run
+        launched from Python, so a short run is bounded by the host, not the GPU."""
+        return False
 
     def enqueue(self, backend, kernel, grid, block, args) -> None:
         """The timed form: zero the pool and queue the WHILE graph, without waiting."""

@@ -10,13 +10,14 @@ Memory (the kernel's ``frames`` buffer)::
     frames + 64    task record i, i < ntasks + spawn_capacity: u32 rows, 32 neighbouring
                    records interleaved row by row (``harness.futures.record_addr``), so a
                    warp's accesses to one field are one 128-byte line:
-                   row 0 state      SPAWNED | RUN_QUEUED   } zeroed by the host before
-                   row 1 head       } run queue of *worker* i } every run (a 2-D memset of
-                   row 2 live       } (tasks homed there not  } the first rows of each
-                   row 3 started    graph: roots spawned      } group, 16 B per task)
+                   row 0 state      SPAWNED | RUN_QUEUED | ROOT } zeroed by the host
+                   row 1 head       } run queue of *worker* i   } before every run, as
+                   row 2 live       } (tasks homed there, alive) } far as the kernel uses
+                   row 3 started    graph: roots spawned        } them (a 2-D memset)
                    rows 4-5 poll_fn u64  type-erased poll function (Embassy's ``poll_fn``)
                    row 6 next       run-queue link
-                   row 7 home       the worker whose run queue this task is pushed on
+                   row 7 home       the worker whose run queue a spawned task is pushed on
+                                    (a root's is its id % workers: its state has ROOT)
                    rows 8..         the task's frame
 
 Task references are ids (``task`` of the poll ABI); a queue link holds ``id + 1`` so that 0
@@ -36,9 +37,10 @@ arguments in registers (``start_<root>``): Embassy's spawn (enqueue) followed by
 ``dequeue_all`` whose batch is that root, fused. The task is marked SPAWNED by an
 ``atom.exch`` (acq_rel) *before* the poll, so a wake during the poll sees it spawned and
 queues it (the same RMW-on-state ordering as the dequeue's ``fetch_and``); a root that is
-Ready at once costs that exchange, the despawn, and its ``home`` row -- no queue traffic
-and no frame. ``live`` is touched only by its own worker (a task is spawned by, and polled
-on, the thread it is homed at), so it is plain loads and stores.
+Ready at once costs that exchange and the despawn -- no queue traffic, no frame, no header
+row. ``live`` is touched only by its own worker (a task is spawned by, and polled on, the
+thread it is homed at): a register when no task can spawn, else plain loads and stores of
+the worker's row (``spawn`` counts there).
 
 Workers. One run queue per thread. Root ``i`` is homed at thread ``i % threads``
 (``run_case`` launches one thread per root, so each starts with one root); a spawned task is
@@ -77,9 +79,8 @@ from executors.base import (  # noqa: F401 (stop_requested, StopPoller re-export
     count_at, dispatch_poll, first_poll, stop_requested,
 )
 
-SPAWNED, RUN_QUEUED = 1, 2
+SPAWNED, RUN_QUEUED, ROOT = 1, 2, 4  # ROOT: homed at id % workers (no home row written)
 STATE, Q_HEAD, Q_LIVE, STARTED, POLL_FN, NEXT, HOME = 0, 1, 2, 3, 4, 6, 7  # record rows
-ZEROED_ROWS = 4  # state, head, live, started: zeroed before every run
 RQ_HEADER_ROWS = 8
 ERROR, POOL_NEXT, FINISHED, NTASKS, COUNTERS = 0, 4, 8, 12, 16
 STATE_BYTES = 64
@@ -117,9 +118,16 @@ def _count(b: Builder, exec_, base, field: str, value=1) -> None:
         count_at(b, counters, _thread_index(b), field, value)
 
 
-def _live_add(b: Builder, rec, delta: int) -> None:
-    """``live += delta`` of the worker whose record is ``rec`` (only that worker's own
-    thread ever changes it: plain load and store)."""
+def _live_add(b: Builder, rec, delta: int, live="memory") -> None:
+    """``live += delta`` of the worker whose record is ``rec``: in ``live`` when it is a
+    register, else in the worker's row (only that worker's own thread ever changes it:
+    plain load and store); ``live=None`` counts nothing (the graph executor ends on its
+    ``finished`` count instead)."""
+    if live is None:
+        return
+    if live != "memory":
+        b.add(live, delta & 0xFFFFFFFF, type=U32, dst=live)
+        return
     addr = row_mem(rec, Q_LIVE)
     b.st("global", addr, b.add(b.ld("global", addr, U32), delta & 0xFFFFFFFF, type=U32), type=U32)
 
@@ -156,7 +164,12 @@ def wake_task(b: Builder, base, task, rows: int, exec_=None) -> None:
     if exec_ is not None:
         _count(b, exec_, base, "wakes")
     with b.if_(b.setp("eq", flags, SPAWNED, type=B32)):
-        home = b.ld("global", row_mem(rec, HOME), U32)
+        home = b.reg(U32)
+        root = b.setp("ne", b.and_(prev, ROOT, type=B32), 0, type=B32)
+        with b.if_(root):
+            b.rem(task, b.mul(b.special("nctaid.x"), b.special("ntid.x")), type=U32, dst=home)
+        with b.if_(root, negate=True):
+            b.ld("global", row_mem(rec, HOME), U32, dst=home)
         queue = b.add(record(b, base, home, rows), Q_HEAD * ROW_BYTES, type=U64)
         retries = push(b, queue, task, rec)
         if exec_ is not None:
@@ -206,7 +219,7 @@ def fill_spawn(s: Builder, rows: int, spawn_capacity: int, fut: FutureDef) -> No
     it at the spawner's worker, start it. A full pool sets ERROR_POOL_FULL and returns
     SPAWN_FAILED; the spawning future decides what to do. ``fut`` is any task type: every
     task has the root signature, so its argument rows are the same for all."""
-    exec_, parent = s.param("exec"), s.param("task")
+    exec_ = s.param("exec")
     base = exec_base(s, exec_)
     slot = s.atom("global", "add", s.add(base, POOL_NEXT, type=U64), 1, type=U32,
                   sem="relaxed", scope="gpu")
@@ -216,7 +229,7 @@ def fill_spawn(s: Builder, rows: int, spawn_capacity: int, fut: FutureDef) -> No
         s.ret(s.mov(SPAWN_FAILED, type=U32))
     ntasks = s.ld("global", s.add(base, NTASKS, type=U64), U32)
     child = s.add(ntasks, slot)
-    home = s.ld("global", row_mem(record(s, base, parent, rows), HOME), U32)
+    home = s.global_index()  # the parent is polled by its home worker: this thread
     retries = start_task(s, base, fut, child, home, s.param("poll_fn"), s.param("args"), rows)
     _count(s, exec_, base, "queue_ops")
     _count(s, exec_, base, "cas_retries", s.cvt(retries, U64))
@@ -227,21 +240,21 @@ def fill_spawn(s: Builder, rows: int, spawn_capacity: int, fut: FutureDef) -> No
 
 
 def start_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, rows: int,
-                exec_, dispatch: str, probe: Probe, on_ready=None) -> None:
+                exec_, dispatch: str, probe: Probe, on_ready=None, live="memory") -> None:
     """Spawn roots ``worker, worker + nworkers, ...`` below ``ntasks`` onto this worker and
-    give each its first poll at once (module docstring: the roots' first poll)."""
+    give each its first poll at once (module docstring: the roots' first poll); a root
+    still Pending counts in ``live`` (see ``_live_add``)."""
     root = types[0]
     i = b.mov(worker)
     me = record(b, base, worker, rows)
     with b.loop() as lp:
         lp.break_if(b.setp("ge", i, ntasks))
         rec = record(b, base, i, rows)
-        b.st("global", row_mem(rec, HOME), worker, type=U32)
         # Acquire: a waker that got in first (its fetch_or is earlier in the state's
         # modification order, and pushed nothing) published its data before that RMW, and
         # the poll below must see it. No release: nothing here is read by another thread.
-        b.atom("global", "exch", row_mem(rec, STATE), b.mov(SPAWNED, type=B32), type=B32,
-               sem="acquire", scope="gpu")
+        b.atom("global", "exch", row_mem(rec, STATE), b.mov(SPAWNED | ROOT, type=B32),
+               type=B32, sem="acquire", scope="gpu")
         probe.begin()
         status = first_poll(b, root, rec, frame_of(b, rec), i, exec_, [i, args], dispatch,
                             keep_poll_fn=dispatch == "indirect" or len(types) > 1,
@@ -253,7 +266,7 @@ def start_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, 
             if on_ready is not None:
                 on_ready()
         with b.if_(ready, negate=True):
-            _live_add(b, me, 1)
+            _live_add(b, me, 1, live)
         b.add(i, nworkers, dst=i)
 
 
@@ -272,7 +285,7 @@ def live_tasks(b: Builder, rec):
 
 
 def run_batch(b: Builder, base, rec, types: tuple, exec_, rows: int, dispatch: str,
-              probe: Probe, on_ready=None):
+              probe: Probe, on_ready=None, live="memory"):
     """``dequeue_all`` + the poll closure: swap this worker's head to null, then walk the
     detached batch, reading each ``next`` before polling (a task that re-enqueues itself
     overwrites it), clearing RUN_QUEUED (``run_dequeue``) and polling only SPAWNED tasks;
@@ -296,7 +309,7 @@ def run_batch(b: Builder, base, rec, types: tuple, exec_, rows: int, dispatch: s
                 probe.poll_done(status)
                 with b.if_(b.setp("eq", status, READY)):
                     _despawn(b, trec)
-                    _live_add(b, rec, -1)
+                    _live_add(b, rec, -1, live)
                     if on_ready is not None:
                         on_ready()
             walk.break_if(b.setp("eq", nxt, 0))
@@ -367,7 +380,13 @@ class RunQueueExecutor(Executor):
         name = self.kernel_name(granularity, dispatch, root, instrument)
         self.emit_kernel(module, name, types, rows, dispatch, instrument, granularity)
         return ExecutorKernel(name, rows, root.frame_size, state_bytes=STATE_BYTES,
-                              spawn_capacity=spawn_capacity, error_offset=ERROR)
+                              spawn_capacity=spawn_capacity, error_offset=ERROR,
+                              zeroed_rows=self.zeroed_rows(spawn_capacity > 0))
+
+    def zeroed_rows(self, spawns: bool) -> int:
+        """Record rows to zero before a run: state and head, and live where ``spawn``
+        counts in it."""
+        return Q_LIVE + 1 if spawns else Q_HEAD + 1
 
     def emit_kernel(self, module, name, types, rows, dispatch, instrument,
                     granularity="thread") -> None:
@@ -405,14 +424,14 @@ class RunQueueExecutor(Executor):
 
     @staticmethod
     def zero_pool(backend, kernel: ExecutorKernel, args) -> None:
-        """Zero the executor state and rows 0-3 of every record group (16 B per task, not
-        the frames: those are written before they are read)."""
+        """Zero the executor state and the first ``zeroed_rows`` rows of every record
+        group (not the frames: those are written before they are read)."""
         from harness.futures import LANES
 
         capacity = kernel.task_capacity(int(args[1]))
         backend.zero(args[0], kernel.state_bytes)
         backend.zero_rows(int(args[0]) + kernel.state_bytes, LANES * kernel.stride,
-                          ZEROED_ROWS * ROW_BYTES, -(-capacity // LANES))
+                          kernel.zeroed_rows * ROW_BYTES, -(-capacity // LANES))
 
 
 __all__ = ["SPAWNED", "RUN_QUEUED", "RQ_HEADER_ROWS", "STATE_BYTES", "RunQueueExecutor", "push",

@@ -200,7 +200,7 @@ class GpuBackend(Backend):
 
         self._find(ptr)  # only inside our own buffers
         if nbytes:
-            call("cuMemsetD8Async", ptr, 0, nbytes, self.rt.stream.handle)
+            call("cuMemsetD8Async", ptr, 0, nbytes, self.rt.stream_handle)
 
     def zero_rows(self, ptr: int, pitch: int, nbytes: int, count: int) -> None:
         from harness.gpu.driver import call
@@ -210,7 +210,7 @@ class GpuBackend(Backend):
         self._find(ptr)
         if count and nbytes:
             self._find(ptr + (count - 1) * pitch + nbytes - 1)
-            call("cuMemsetD2D32Async", ptr, pitch, 0, nbytes // 4, count, self.rt.stream.handle)
+            call("cuMemsetD2D32Async", ptr, pitch, 0, nbytes // 4, count, self.rt.stream_handle)
 
     def kernel_registers(self, kernel: str) -> int | None:
         return self.module.kernel(kernel).num_regs

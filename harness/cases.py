@@ -10,6 +10,7 @@ import numpy as np
 from executors import get_executor
 from harness.backend import Backend
 from harness.errors import PollbenchError
+from harness.gpu.errors import GpuError
 from harness.ptx import Module
 from workloads import get_workload
 
@@ -100,7 +101,16 @@ def _time(backend, enqueue, config, graph_safe: bool):
     config = config or TimingConfig()
     if not graph_safe:
         config = replace(config, batch=1)
-    return measure(enqueue, backend.rt, config)
+    try:
+        return measure(enqueue, backend.rt, config)
+    except GpuError as e:
+        if config.batch == 1 or backend.rt.capturing:
+            raise
+        # A run that cannot be captured (a driver refusing a memset node, say) is still
+        # timed, one launch per sample, and says so.
+        stats = measure(enqueue, backend.rt, replace(config, batch=1))
+        stats.notes.append(f"not batched: the batch graph could not be captured ({e})")
+        return stats
 
 
 ENERGY_WINDOW_S = 0.5

@@ -496,6 +496,12 @@ class Runtime:
         return self._capture[-1][0] if self._capture else self.stream
 
     @property
+    def stream_handle(self) -> Any:
+        """The stream handle work is queued on: the capturing stream while a graph is
+        captured (so a memset becomes a graph node), else the runtime's stream."""
+        return self._capture[-1][0].stream.handle if self._capture else self.stream.handle
+
+    @property
     def capturing(self) -> bool:
         """True while :meth:`capture_graph` / :meth:`while_graph` is recording launches."""
         return bool(self._capture)
