@@ -1,4 +1,4 @@
-"""Executor conformance (DESIGN §9): every registered executor, on the emulator (CI) and on a
+"""Executor conformance (architecture §9): every registered executor, on the emulator (CI) and on a
 GPU (``-m gpu``), keeps the promises an async runtime relies on.
 
 - results equal the numpy reference, for every workload the executor can run;

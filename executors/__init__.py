@@ -1,4 +1,4 @@
-"""Device executors, registered by name (DESIGN §5)."""
+"""Device executors, registered by name (architecture §5)."""
 
 from executors.base import DISPATCH_MODES, Executor, ExecutorKernel
 from executors.backoff import Backoff

@@ -1,12 +1,12 @@
 """``backoff``: ``embassy`` whose idle workers sleep with exponential ``nanosleep`` instead of
-spinning on the swap (DESIGN §5): after an empty swap a worker sleeps ``s`` ns, ``s`` starting
+spinning on the swap (architecture §5): after an empty swap a worker sleeps ``s`` ns, ``s`` starting
 at ``min_ns`` and growing by ``factor`` per empty swap up to ``max_ns``; a non-empty batch
 resets it to ``min_ns``. What it trades: wake-to-poll latency (a woken task waits out its
 worker's current sleep) against issue slots, memory traffic and power left to other warps.
 
 Defaults (``DEFAULT_MIN_NS``, ``DEFAULT_MAX_NS``, ``DEFAULT_FACTOR``), and why:
 - min 128 ns: about one dependent global atomic on the H100 (≈276 cycles ≈ 140 ns at
-  1.98 GHz, DESIGN §11): a sleep shorter than one empty swap saves nothing; and the H100
+  1.98 GHz, architecture §11): a sleep shorter than one empty swap saves nothing; and the H100
   sleeps the next power of two (100 -> 128), so 128 is what any min in 65..128 gives.
 - max 4096 ns: about one WHILE-graph round (≈4.1 µs, §11): an idle worker then adds at most
   what the ``graph`` executor pays per round anyway.

@@ -1,4 +1,4 @@
-"""The executor contract (DESIGN §5): emit a kernel's run loop and the ``wake`` function
+"""The executor contract (architecture §5): emit a kernel's run loop and the ``wake`` function
 for a spawn list, in one of two dispatch modes and at one worker granularity.
 
 Every executor kernel has the same parameters, so the host side is shared:
@@ -29,7 +29,7 @@ KERNEL_PARAMS = (("frames", U64), ("ntasks", U32), ("args", U64), ("stop", U64),
 # through the task header's poll_fn pointer (Embassy's type-erased poll_fn).
 DISPATCH_MODES = ("direct", "indirect", "inline")
 
-# Per-thread counters of instrumented builds (DESIGN §8), one u64 each, in this order.
+# Per-thread counters of instrumented builds (architecture §8), one u64 each, in this order.
 COUNTER_FIELDS = ("total_cycles", "poll_cycles", "polls", "pending_polls", "wakes",
                   "queue_ops", "cas_retries", "idle_cycles", "smid", "start_ns", "end_ns")
 _STAMPS = ("smid", "start_ns", "end_ns")  # stored; every other field is a count (added)

@@ -1,4 +1,4 @@
-"""``embassy``: Embassy's raw executor ported as is (DESIGN §5), one executor per worker.
+"""``embassy``: Embassy's raw executor ported as is (architecture §5), one executor per worker.
 
 Each worker (a thread) spawns its roots onto its own run queue, then loops: swap the head to
 null and poll the detached batch (``SyncExecutor::poll``); tasks woken meanwhile go to the

@@ -1,4 +1,4 @@
-"""``graph``: the hardware graph engine as the scheduler (DESIGN §5, §11).
+"""``graph``: the hardware graph engine as the scheduler (architecture §5, §11).
 
 A host-built CUDA graph holds one WHILE conditional node whose body is one kernel node, the
 *round*: every worker (a thread) swaps its run-queue head to null and polls that batch once

@@ -1,4 +1,4 @@
-"""GPU run-queue primitives shared by every run-queue executor (DESIGN §5): Embassy's raw
+"""GPU run-queue primitives shared by every run-queue executor (architecture §5): Embassy's raw
 executor (``embassy-executor/src/raw``: ``state_atomics.rs``, ``run_queue_atomics.rs``,
 ``mod.rs``) ported to PTX, plus the ``spawn`` ABI and a fixed-capacity task pool.
 

@@ -1,5 +1,5 @@
 """``smem_ready``: a block-local executor whose task frames and ready list live in shared
-memory (DESIGN §5) -- what a GPU-native local executor gains from a faster address space.
+memory (architecture §5) -- what a GPU-native local executor gains from a faster address space.
 
 Tasks are ``!Send``: the ``ntasks`` roots are split over the grid in contiguous runs of
 ``ceil(ntasks / nctaid)``, and each block owns, polls and keeps the frames of its own run

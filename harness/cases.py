@@ -93,7 +93,7 @@ def _verdict(got: np.ndarray, want: np.ndarray) -> str:
 
 
 def _time(backend, enqueue, config, graph_safe: bool):
-    """Time ``enqueue`` with DESIGN §7's protocol (harness.measure): per-run Stats."""
+    """Time ``enqueue`` with architecture §7's protocol (harness.measure): per-run Stats."""
     from dataclasses import replace
 
     from harness.measure import TimingConfig, measure
@@ -147,7 +147,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
     """Build, run, check and (on a GPU) time one case; then, with ``instrument``, run the
     instrumented build once for the bookkeeping counters (timings never include them).
 
-    ``timing`` is a ``harness.measure.TimingConfig`` (default: DESIGN §7's); ``repeats``, if
+    ``timing`` is a ``harness.measure.TimingConfig`` (default: architecture §7's); ``repeats``, if
     given, fixes the sample count instead (min = max = repeats)."""
     from harness.compile import arch_limits, compile_ptx, theoretical_occupancy
 

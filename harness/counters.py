@@ -1,5 +1,5 @@
 """Per-thread counters of instrumented builds (executors.base.COUNTER_FIELDS) summarised
-into DESIGN §8's figures: bookkeeping share, polls per task, achieved occupancy per SM."""
+into architecture §8's figures: bookkeeping share, polls per task, achieved occupancy per SM."""
 
 from __future__ import annotations
 

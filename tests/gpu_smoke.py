@@ -144,21 +144,21 @@ def check_timing_launch() -> str:
     from harness.gpu import selftest
 
     us = selftest.timing_empty_launch(runtime())
-    return f"empty kernel launch {us:.2f} µs each (events around 2000 Python launches; DESIGN §11: ≈9 µs)"
+    return f"empty kernel launch {us:.2f} µs each (events around 2000 Python launches; architecture §11: ≈9 µs)"
 
 
 def check_timing_graph_node() -> str:
     from harness.gpu import selftest
 
     us = selftest.timing_graph_node(runtime())
-    return f"captured graph node {us:.3f} µs each (200 empty nodes; DESIGN §11: ≈0.78 µs)"
+    return f"captured graph node {us:.3f} µs each (200 empty nodes; architecture §11: ≈0.78 µs)"
 
 
 def check_timing_while() -> str:
     from harness.gpu import selftest
 
     us = selftest.timing_while_iteration(runtime(), n=1000, via="ptx")
-    return f"WHILE node iteration {us:.2f} µs each (1000 iterations; DESIGN §11: ≈4.1 µs)"
+    return f"WHILE node iteration {us:.2f} µs each (1000 iterations; architecture §11: ≈4.1 µs)"
 
 
 def check_kernel_timeout() -> str:

@@ -1,4 +1,4 @@
-"""The CPU emulator (DESIGN §3): the differential cases against numpy, op-table coverage,
+"""The CPU emulator (architecture §3): the differential cases against numpy, op-table coverage,
 hangs, seeded scheduling, sleeping, memory errors, instruction counts, and exit."""
 
 from __future__ import annotations

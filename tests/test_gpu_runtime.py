@@ -278,7 +278,7 @@ def test_selftest_ptx_links(arch: str) -> None:
 def test_nvjitlink_leaves_cudaGraphSetConditional_unresolved() -> None:
     """Finding: nvJitLink links a PTX that calls the undefined extern cudaGraphSetConditional
     without error; the cubin keeps an undefined symbol that the driver must resolve at load time
-    (as it does for vprintf).  The driver JIT path (Runtime.load_ptx) is what DESIGN §11 measured;
+    (as it does for vprintf).  The driver JIT path (Runtime.load_ptx) is what architecture §11 measured;
     tests/gpu_smoke.py tries both."""
     cubin = selftest.link_ptx(selftest.conditional_ptx("sm_90"), "sm_90")
     assert cubin[:4] == b"\x7fELF"

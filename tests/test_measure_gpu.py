@@ -168,7 +168,7 @@ def test_each_sample_knows_its_sm_clock(gpu_runtime, kernels):  # noqa: F811 (fi
     st = measure(kernels.copy, gpu_runtime, TimingConfig(timeout_s=2.0))
     assert st.sm_clock_mhz is not None and st.max_clock_mhz is not None
     assert 0.75 * st.max_clock_mhz <= st.sm_clock_mhz <= 1.05 * st.max_clock_mhz
-    # ~3 TB/s read+write on an H100 (DESIGN §11); any GPU moves 512 MiB in well under 100 ms
+    # ~3 TB/s read+write on an H100 (architecture §11); any GPU moves 512 MiB in well under 100 ms
     assert 0.01 < st.median_ms < 100
     print(f"\ncopy 256 MiB: {st.median_ms * 1e3:.1f} µs = {2 * COPY_BYTES / st.median_ms / 1e9:.2f} TB/s r+w "
           f"at {st.sm_clock_mhz:.0f} MHz (max {st.max_clock_mhz:.0f}), {st.samples} samples, {st.rejected} rejected")

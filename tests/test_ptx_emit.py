@@ -48,7 +48,7 @@ def test_header(arch):
         CHECK-NEXT: ret;
         CHECK-NEXT: }}
     """)
-    # PTX ISA 8.x: what driver 13.0 accepts (DESIGN §2)
+    # PTX ISA 8.x: what driver 13.0 accepts (architecture §2)
     assert m.to_ptx().count(".version ") == 1
     link(m)
 

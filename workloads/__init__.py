@@ -1,4 +1,4 @@
-"""Workloads, registered by name (DESIGN §6)."""
+"""Workloads, registered by name (architecture §6)."""
 
 from harness.errors import PollbenchError
 from workloads.base import Workload

@@ -1,4 +1,4 @@
-"""The workload contract (DESIGN §6): root futures, random inputs, a numpy reference, and
+"""The workload contract (architecture §6): root futures, random inputs, a numpy reference, and
 optionally a baseline kernel that does the same work with no executor.
 
 Every root future takes ``(task: u32, args: u64)``. ``args`` points at a table of u64s:

@@ -1,4 +1,4 @@
-"""``ping_pong``: task pairs passing a token through two SPSC channels (DESIGN §6).
+"""``ping_pong``: task pairs passing a token through two SPSC channels (architecture §6).
 
 Tasks ``2p`` (ping) and ``2p + 1`` (pong) share pair ``p``'s channels ``ab`` and ``ba``
 (capacity 1, ``harness.futures.channel``). For ``R_p`` rounds ping sends its token on ``ab``

@@ -1,4 +1,4 @@
-"""The CPU emulator for builder modules (DESIGN §3)."""
+"""The CPU emulator for builder modules (architecture §3)."""
 
 from harness.emu.machine import EmuError, EmuHang, Emulator, LaunchResult
 from harness.emu.memory import EmuMemoryError

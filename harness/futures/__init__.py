@@ -1,4 +1,4 @@
-"""The async model: futures, frames, the poll ABI and the async-fn DSL (DESIGN §4)."""
+"""The async model: futures, frames, the poll ABI and the async-fn DSL (architecture §4)."""
 
 from harness.futures.core import (
     FRAME_SPACES, LANES, PENDING, READY, ROW_BYTES, SPAWN_FAILED, FnBuilder, FutureBuildError,

@@ -1,4 +1,4 @@
-"""A single-producer single-consumer channel (DESIGN §4's ``channel`` leaf futures): a ring
+"""A single-producer single-consumer channel (architecture §4's ``channel`` leaf futures): a ring
 of ``cap`` u32 slots in global memory with one waiter slot per side, so the sender can wake a
 parked receiver and the receiver a parked sender.
 

@@ -1,4 +1,4 @@
-"""Rust's Future/poll model lowered to PTX state machines (DESIGN §4), at zero cost when
+"""Rust's Future/poll model lowered to PTX state machines (architecture §4), at zero cost when
 nothing suspends.
 
 A ``FutureDef`` is a future *type*. Its poll body is written once in the async-fn DSL

@@ -1,4 +1,4 @@
-"""pollbench's cuda-python runtime (see DESIGN §1, §5, §7, §8, §11).
+"""pollbench's cuda-python runtime (see architecture §1, §5, §7, §8, §11).
 
 Importing this package touches no driver: ``cuda.core`` / ``cuda.bindings`` are
 imported, and ``libcuda.so`` loaded, only when a GPU function is first called.

@@ -446,7 +446,7 @@ class Runtime:
     def load_ptx(self, ptx: str | bytes, name: str = "") -> Module:
         """JIT-compile PTX with the driver (``cuLibraryLoadData``) and return its :class:`Module`.
 
-        The driver JIT resolves ``cudaGraphSetConditional`` (DESIGN §11).  Passes the
+        The driver JIT resolves ``cudaGraphSetConditional`` (architecture §11).  Passes the
         PTX as bytes: cuda.core treats a ``str`` as a file path.
         """
         self._check_open()

@@ -1,4 +1,4 @@
-"""Measurement (DESIGN §7, §8): the timing protocol and the NVML sampler.
+"""Measurement (architecture §7, §8): the timing protocol and the NVML sampler.
 
 Importing this package touches no driver. Public API::
 

@@ -1,4 +1,4 @@
-"""NVML while a case runs (DESIGN §8): a background thread sampling clocks, power, temperature,
+"""NVML while a case runs (architecture §8): a background thread sampling clocks, power, temperature,
 clock-event reasons, energy and GPM SM occupancy, through ``pynvml`` (nvidia-ml-py).
 
 ::

@@ -1,4 +1,4 @@
-"""The timing protocol of DESIGN §7 without the GPU: configuration, the sampling loop, statistics.
+"""The timing protocol of architecture §7 without the GPU: configuration, the sampling loop, statistics.
 
 NVBench's vocabulary and rules (its *cold* measurement): warm-up runs; one sample at a
 time; a sample is *rejected* when the SM clock it ran at is under ``throttle_threshold``

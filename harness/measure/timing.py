@@ -1,4 +1,4 @@
-"""``measure()``: the timing protocol of DESIGN §7 on a GPU (NVBench's cold measurement, in Python).
+"""``measure()``: the timing protocol of architecture §7 on a GPU (NVBench's cold measurement, in Python).
 
 One sample, in stream order::
 
@@ -146,7 +146,7 @@ class _Rig:
 
 
 def measure(launch: Callable[[], None], rt: Runtime, config: TimingConfig | None = None) -> Stats:
-    """Time ``launch`` on ``rt`` with the protocol of DESIGN §7 and return per-launch :class:`Stats`.
+    """Time ``launch`` on ``rt`` with the protocol of architecture §7 and return per-launch :class:`Stats`.
 
     ``launch()`` must only *enqueue* work on ``rt.stream`` — through ``rt.launch`` — and not
     wait for it (with ``TimingConfig(blocking=True)``, the default, a launch that waits

@@ -1,4 +1,4 @@
-"""The PTX builder: typed instruction IR, op table, emission (DESIGN §2)."""
+"""The PTX builder: typed instruction IR, op table, emission (architecture §2)."""
 
 from harness.ptx.builder import SPECIAL_REGS, Builder, Loop
 from harness.ptx.ir import (

@@ -1,4 +1,4 @@
-"""Results documents, schema version 1 (DESIGN §10; the fields: results/README.md).
+"""Results documents, schema version 1 (architecture §10; the fields: results/README.md).
 
     environment(backend, device=0) -> dict      # GPU, driver, CUDA, packages, git sha, time
     case_record(CaseResult, wall_s) -> dict     # one case; base_record() for timeout/error/skip
