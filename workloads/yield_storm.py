@@ -38,11 +38,12 @@ class YieldStormWorkload(Workload):
         def body(f, task, args):
             f.local("i", U32)
             f.local("v", U32)
+            f.local("k", U32)  # read once, as the baseline does (a local lives across yields)
             f.set("i", f.mov(0, type=U32))
             f.set("v", w.load_input(f, args, "seed", task, U32))
+            f.set("k", w.load_input(f, args, "yields", task, U32))
             with f.loop() as lp:
-                k = w.load_input(f, f.arg("args"), "yields", f.arg("task"), U32)
-                lp.break_if(f.setp("ge", f.get("i"), k))
+                lp.break_if(f.setp("ge", f.get("i"), f.get("k")))
                 f.await_(yield_now())
                 v = f.get("v")
                 f.set("v", f.add(f.mad(v, A, C, type=U32), f.arg("task")))
