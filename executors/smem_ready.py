@@ -513,7 +513,20 @@ class _Kernel:
     # ------------------------------------------------------------ one task
 
     def run_task(self, slot, word, bit) -> None:
-        """Poll the claimed task in ``slot`` (its ready bit ``bit`` of ``word`` is clear)."""
+        """Poll the claimed task in ``slot`` (its ready bit ``bit`` of ``word`` is clear).
+
+        Who may touch a slot's frame rows, and in what order (compute-sanitizer's racecheck
+        follows barriers only, so it reports these pairs as hazards -- 80 on the H200 at
+        1024 tasks, every one a frame row or a ready word): the frame is written by
+        ``spawn``/the prologue (the arguments) and by the worker whose poll returns Pending
+        (the spilled slots), and read by the next worker that polls the task. Each hand-off
+        is release/acquire at ``.cta`` on the task's words: a Pending poll ends with
+        ``atom.and(state, ~RUNNING)`` (acq_rel) before the task can be claimed again, and the
+        next poll starts with this ``atom.exch(state, RUNNING)`` (acq_rel); a spawn's
+        ``red.release.or`` of the ready bit is read by the claimer's ``atom.and`` (acq_rel)
+        on that word; the prologue's writes precede the block's ``bar.sync``. The ``ld
+        .volatile`` of a ready word in the sweeps is only a hint of which bit to claim:
+        the claim is the atomic."""
         b, a, probe = self.b, self.a, self.probe
         state = _addr(b, a.state, slot)
         b.atom("shared", "exch", state, RUNNING, type=B32, **SYNC)  # consumes the wake
