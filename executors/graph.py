@@ -38,7 +38,8 @@ EMU_HANDLE = 0x6A0D  # what the emulator passes as the conditional handle
 class Graph(RunQueueExecutor):
     name = "graph"
     summary = ("CUDA graph: a WHILE node repeats a round kernel that polls each worker's "
-               "ready batch once; the last Ready calls cudaGraphSetConditional from PTX")
+               "ready batch once; the block that counts the last Ready calls "
+               "cudaGraphSetConditional from PTX")
 
     def emit_kernel(self, module, name, types, rows, dispatch, instrument,
                     granularity="thread") -> None:

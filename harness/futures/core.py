@@ -819,9 +819,9 @@ def build_poll(module: Module, fut: FutureDef, first: bool = False) -> None:
         dispatch.extra["targets"] = stubs
     gen.finish()
     layout = {s.name: (s.row, s.type.name) for s in gen.slots if s.row is not None}
-    if fut.rows and (fut.slots != layout):
-        raise FutureBuildError(f"{name} laid out its frame differently from "
-                               f"{fut.start_name if not first else fut.poll_name}")
+    sibling = fut.poll_name if first else fut.start_name  # the other entry, same frame
+    if sibling in module.functions and fut.slots != layout:
+        raise FutureBuildError(f"{name} laid out its frame differently from {sibling}")
     fut.rows, fut.states, fut.slots = gen.next_row, len(gen.states), layout
 
 
