@@ -81,7 +81,7 @@ def test_register_live_across_await_is_a_build_error():
         bad.emit(_module())
 
 
-def test_local_declared_after_an_await_lives_across_the_next():
+def test_local_declared_after_an_await_lives_across_the_next(run_root):
     def body(f, task, args):
         f.await_(yield_now())
         f.local("late", U32)
@@ -92,22 +92,34 @@ def test_local_declared_after_an_await_lives_across_the_next():
         f.st("global", addr, f.get("late"))
         return None
 
-    c = _run_root(body, counters=2)
+    c = run_root(body, counters=2)
     assert (c[0] == 1).all() and (c[1] == np.arange(64) + 5).all()
 
 
-def _run_root(body, n=64, counters=4):
-    """Run a root future ``body(f, task, args)`` under block_on on the emulator; ``args``
+RUNNERS = ("block_on/inline", "block_on/direct", "embassy/indirect", "smem_ready/direct")
+
+
+@pytest.fixture(params=RUNNERS)
+def run_root(request):
+    """``run_root(body, n=64, counters=4)``: run a root future ``body(f, task, args)`` on the
+    emulator under one executor/dispatch (the task's frame in registers, a global frame
+    through the ABI, a run queue with type-erased polls, shared-memory frames); ``args``
     points at a u32[counters * n] array the body may count into. Returns that array."""
-    root = AsyncFn(f"root_{body.__name__}", [("task", U32), ("args", U64)], None, body)
-    m = Module()
-    k = get_executor("block_on").build(m, root)
-    be = EmuBackend()
-    be.load(m)
-    counts = be.to_device(np.zeros(counters * n, np.uint32))
-    frames = be.alloc(k.frames_bytes(n))
-    be.launch(k.name, 1, n, [frames, np.uint32(n), counts, be.stop_ptr(), 0])
-    return be.read(counts, np.uint32, counters * n).reshape(counters, n)
+    executor, dispatch = request.param.split("/")
+
+    def run(body, n=64, counters=4):
+        root = AsyncFn(f"root_{body.__name__}", [("task", U32), ("args", U64)], None, body)
+        m = Module()
+        ex = get_executor(executor)
+        k = ex.build(m, root, dispatch)
+        be = EmuBackend()
+        be.load(m)
+        counts = be.to_device(np.zeros(counters * n, np.uint32))
+        frames = be.alloc(k.frames_bytes(n))
+        ex.launch(be, k, 1, n, [frames, np.uint32(n), counts, be.stop_ptr(), 0])
+        return be.read(counts, np.uint32, counters * n).reshape(counters, n)
+
+    return run
 
 
 def _count(f, k, counts=None, task=None):
@@ -121,7 +133,7 @@ def _count(f, k, counts=None, task=None):
 CHILD = [("c", U64), ("t", U32)]
 
 
-def test_join_polls_only_unfinished_children():
+def test_join_polls_only_unfinished_children(run_root):
     @async_fn(params=CHILD + [("k", U32)], output=U32, name="counted_yield")
     def counted_yield(f, c, t, k):
         _count(f, 0, c, t)  # one count per poll of this child's first state
@@ -140,13 +152,13 @@ def test_join_polls_only_unfinished_children():
         f.st("global", addr, outs[0])
         return None
 
-    c = _run_root(body)
+    c = run_root(body)
     assert (c[1] == 1).all(), "the Ready child was polled again after it finished"
     assert (c[0] == 1).all()
     assert (c[2] == 1).all() and (c[3] == 7).all()
 
 
-def test_select_drops_the_losers():
+def test_select_drops_the_losers(run_root):
     @async_fn(params=CHILD, output=U32, name="slow")
     def slow(f, c, t):
         f.await_(yield_now())
@@ -164,12 +176,12 @@ def test_select_drops_the_losers():
         f.st("global", addr, f.add(f.mul(index, 10), value))
         return None
 
-    c = _run_root(body)
+    c = run_root(body)
     assert (c[0] == 0).all() and (c[1] == 1).all()
     assert (c[2] == 12).all()  # index 1, value 2
 
 
-def test_ready_then_and_yield_now():
+def test_ready_then_and_yield_now(run_root):
     def body(f, task, args):
         f.await_(ready(f.mov(5, type=S32)))
         f.await_(yield_now())
@@ -177,7 +189,7 @@ def test_ready_then_and_yield_now():
         f.st("global", addr, f.add(f.mov(5, type=S32), 1))
         return None
 
-    c = _run_root(body, counters=1)
+    c = run_root(body, counters=1)
     assert (c[0] == 6).all()
 
 
@@ -206,7 +218,7 @@ def test_seed_demo_block_on_gpu(dispatch, granularity):
           f"regs {r.extra.get('registers_driver')} (report {r.registers})")
 
 
-def test_await_inside_a_loop_with_a_frame_local_counter():
+def test_await_inside_a_loop_with_a_frame_local_counter(run_root):
     def body(f, task, args):
         f.local("i", U32)
         f.set("i", f.mov(0, type=U32))
@@ -218,11 +230,11 @@ def test_await_inside_a_loop_with_a_frame_local_counter():
             f.set("i", f.add(f.get("i"), 1))
         return None
 
-    c = _run_root(body, counters=1)
+    c = run_root(body, counters=1)
     assert (c[0] == 5).all()
 
 
-def test_sleep_waits_for_the_global_timer():
+def test_sleep_waits_for_the_global_timer(run_root):
     from harness.futures import sleep
 
     def body(f, task, args):
@@ -234,11 +246,11 @@ def test_sleep_waits_for_the_global_timer():
         f.st("global", addr, f.cvt(f.min(waited, 1 << 30, type=U64), U32))
         return None
 
-    c = _run_root(body, counters=1)
+    c = run_root(body, counters=1)
     assert (c[0] >= 500).all()
 
 
-def test_wait_flag_completes_once_another_task_sets_it():
+def test_wait_flag_completes_once_another_task_sets_it(run_root):
     from harness.futures import wait_flag
 
     def body(f, task, args):
@@ -253,7 +265,7 @@ def test_wait_flag_completes_once_another_task_sets_it():
             _count(f, 1)
         return None
 
-    c = _run_root(body, counters=2)
+    c = run_root(body, counters=2)
     assert (c[1][:63] == 1).all()
     assert c[0][63] == 9
 
