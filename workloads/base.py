@@ -58,6 +58,15 @@ class Workload:
     def build_baseline(self, module: Module) -> str | None:
         return None
 
+    def baseline_entry(self, module: Module):
+        """The baseline kernel's prologue: ``<name>_baseline(args, ntasks)``, one thread per
+        task, threads past ``ntasks`` exit. Returns (builder, task, args, ntasks)."""
+        b = Builder.entry(module, f"{self.name}_baseline", BASELINE_PARAMS)
+        task, n = b.global_index(), b.param("ntasks")
+        with b.if_(b.setp("ge", task, n)):
+            b.exit()
+        return b, task, b.param("args"), n
+
     # ---------------------------------------------------------------- host side
 
     def upload(self, backend, inputs: dict, n: int) -> tuple:

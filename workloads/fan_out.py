@@ -21,9 +21,9 @@ import numpy as np
 from harness.futures import SPAWN_FAILED, yield_now
 from harness.futures.latch import count_down, wait
 from harness.futures.lib import AsyncFn
-from harness.ptx import Builder, Module
+from harness.ptx import Module
 from harness.ptx.types import S32, U32, U64
-from workloads.base import BASELINE_PARAMS, Workload
+from workloads.base import Workload
 
 # join record of root i: [latch 8 B][root args u64][root task u32][pad] then per child
 # [record base u64][j u32][pad]
@@ -144,13 +144,7 @@ class FanOutWorkload(Workload):
     def build_baseline(self, module: Module) -> str:
         """Each root computes its children's values inline: no spawn, no latch, no join
         records (``joins`` is left untouched)."""
-        name = "fan_out_baseline"
-        b = Builder.entry(module, name, BASELINE_PARAMS)
-        task = b.global_index()
-        n = b.param("ntasks")
-        with b.if_(b.setp("ge", task, n)):
-            b.exit()
-        args = b.param("args")
+        b, task, args, n = self.baseline_entry(module)
         c = self.load_input(b, args, "nchild", task, U32)
         xs = self.input_ptr(b, args, self.input_names.index("x"))
         total = b.mov(0, type=S32)
@@ -163,7 +157,7 @@ class FanOutWorkload(Workload):
             b.add(total, val, dst=total)
         self.store_output(b, args, task, self.children, total, S32)
         b.ret()
-        return name
+        return b.fn.name
 
     # -------------------------------------------------------------- host side
 

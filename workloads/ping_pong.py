@@ -26,7 +26,7 @@ from harness.futures.channel import HEAD, SLOTS, TAIL, channel_bytes, recv, send
 from harness.futures.lib import AsyncFn
 from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
-from workloads.base import BASELINE_PARAMS, Workload
+from workloads.base import Workload
 
 CAP = 1
 CB = channel_bytes(CAP)
@@ -147,12 +147,7 @@ class PingPongWorkload(Workload):
         head/tail only grow, so a relaunch on the same ``chans`` starts from empty channels.
         The latency stats are not recorded. The two threads of a pair are adjacent lanes
         of one warp: their spinning relies on independent thread scheduling (sm_70+)."""
-        name = "ping_pong_baseline"
-        b = Builder.entry(module, name, BASELINE_PARAMS)
-        task = b.global_index()
-        with b.if_(b.setp("ge", task, b.param("ntasks"))):
-            b.exit()
-        args = b.param("args")
+        b, task, args, _ = self.baseline_entry(module)
         rounds = self.load_input(b, args, "rounds", task, U32)
         pair = b.shr(task, 1)
         base = self.input_ptr(b, args, self.input_names.index("chans"))
@@ -176,7 +171,7 @@ class PingPongWorkload(Workload):
         self.store_output(b, args, task, 0, tok, U32)
         self.store_output(b, args, task, 1, i, U32)
         b.ret()
-        return name
+        return b.fn.name
 
     # -------------------------------------------------------------- host side
 

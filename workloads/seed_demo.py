@@ -15,9 +15,9 @@ import numpy as np
 
 from harness.futures import async_fn, ready, then
 from harness.futures.lib import AsyncFn
-from harness.ptx import Builder, Module
+from harness.ptx import Module
 from harness.ptx.types import S32, U32, U64
-from workloads.base import BASELINE_PARAMS, Workload
+from workloads.base import Workload
 
 
 @async_fn(params=[("x", S32)], output=S32)
@@ -112,12 +112,7 @@ class SeedDemoWorkload(Workload):
 
     def build_baseline(self, module: Module) -> str:
         """The same six results computed inline by each thread: no frames, no polls."""
-        name = "seed_demo_baseline"
-        b = Builder.entry(module, name, BASELINE_PARAMS)
-        task = b.global_index()
-        with b.if_(b.setp("ge", task, b.param("ntasks"))):
-            b.exit()
-        args = b.param("args")
+        b, task, args, _ = self.baseline_entry(module)
         x, a, bb, val = (self.load_input(b, args, k, task, S32) for k in ("x", "a", "b", "val"))
         flag = self.load_input(b, args, "flag", task, U32)
         dx = b.mul(x, 2)
@@ -130,4 +125,4 @@ class SeedDemoWorkload(Workload):
         self.store_output(b, args, task, 4, b.add(dv, b.mul(chained, 2)), S32)
         self.store_output(b, args, task, 5, b.add(dv, 100), S32)
         b.ret()
-        return name
+        return b.fn.name

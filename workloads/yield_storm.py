@@ -15,9 +15,9 @@ import numpy as np
 
 from harness.futures import yield_now
 from harness.futures.lib import AsyncFn
-from harness.ptx import Builder, Module
+from harness.ptx import Module
 from harness.ptx.types import U32, U64
-from workloads.base import BASELINE_PARAMS, Workload
+from workloads.base import Workload
 
 A, C = 1664525, 1013904223
 
@@ -56,12 +56,7 @@ class YieldStormWorkload(Workload):
 
     def build_baseline(self, module: Module) -> str:
         """The same LCG steps in a plain loop per thread: no yields, no polls."""
-        name = "yield_storm_baseline"
-        b = Builder.entry(module, name, BASELINE_PARAMS)
-        task = b.global_index()
-        with b.if_(b.setp("ge", task, b.param("ntasks"))):
-            b.exit()
-        args = b.param("args")
+        b, task, args, _ = self.baseline_entry(module)
         k = self.load_input(b, args, "yields", task, U32)
         v = self.load_input(b, args, "seed", task, U32)
         i = b.mov(0, type=U32)
@@ -72,7 +67,7 @@ class YieldStormWorkload(Workload):
         self.store_output(b, args, task, 0, v, U32)
         self.store_output(b, args, task, 1, b.add(i, 1), U32)  # the root's polls: K_i + 1
         b.ret()
-        return name
+        return b.fn.name
 
     def make_inputs(self, rng: np.random.Generator, n: int) -> dict:
         lo, hi = max(1, self.yields // 2), max(1, self.yields + self.yields // 2)
