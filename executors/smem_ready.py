@@ -88,8 +88,8 @@ import contextlib
 from dataclasses import dataclass
 
 from executors.base import (
-    ERROR_POOL_FULL, ERRORS, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, count_at,
-    dispatch_poll,
+    ERROR_POOL_FULL, ERRORS, HEADER_ROWS, KERNEL_PARAMS, POLL_FN_ROW, Executor, ExecutorKernel,
+    Probe, count_at, dispatch_poll,
 )
 from harness.errors import PollbenchError
 from harness.futures import (
@@ -102,7 +102,7 @@ from harness.ptx.types import S32, TYPES, U32, U64
 
 B32 = TYPES["b32"]
 WOKEN, RUNNING, DONE = 1, 2, 4
-SLOT_HEADER_ROWS = 2  # poll_fn (u64) for indirect dispatch and spawned task types
+SLOT_HEADER_ROWS = HEADER_ROWS  # poll_fn (u64) for indirect dispatch and spawned task types
 STATIC_SMEM_LIMIT = 48 * 1024  # the most .shared a kernel may declare statically
 DEFAULT_CAPACITY = 256  # slots per block unless the workload spawns (2x the default block)
 CTL_LIVE, CTL_ALLOC, CTL_GLOBALS, CTL_NTASKS, CTL_PER, CTL_BYTES = 0, 4, 8, 16, 20, 32
@@ -419,7 +419,7 @@ def _define_spawn(module: Module, a: _Arrays) -> None:
     frame = b.add(hdr, SLOT_HEADER_ROWS * ROW_BYTES, type=U32)
     n = b.ld("shared", b.add(ctl, CTL_NTASKS, type=U32), U32)
     task = b.add(n, b.mad(b.special("ctaid.x"), a.layout.capacity, slot, type=U32), type=U32)
-    st_row(b, "shared", hdr, 0, b.param("poll_fn"), U64)
+    st_row(b, "shared", hdr, POLL_FN_ROW, b.param("poll_fn"), U64)
     write_task_args(b, "shared", frame, a.task_type, [task, b.param("args")])
     b.st("shared", _addr(b, a.state, slot), b.mov(0, type=B32))
     _wake_local(b, a, slot, counters)  # publishes the frame (release) and queues it
@@ -507,7 +507,7 @@ class _Kernel:
         hdr = self.slot_addr(slot)
         frame = b.add(hdr, SLOT_HEADER_ROWS * ROW_BYTES, type=U32)
         if self.dispatch == "indirect" or len(self.types) > 1:
-            st_row(b, "shared", hdr, 0, b.mov(Sym(root.poll_name)), U64)
+            st_row(b, "shared", hdr, POLL_FN_ROW, b.mov(Sym(root.poll_name)), U64)
         write_task_args(b, "shared", frame, root, [task, args])
 
     # ------------------------------------------------------------ one task
