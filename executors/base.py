@@ -5,7 +5,8 @@ Every executor kernel has the same parameters, so the host side is shared:
 ``(frames: u64, ntasks: u32, args: u64, stop: u64, counters: u64)``. ``frames`` holds the
 executor's state, then one *record* per task: header rows (the executor's), then the
 task's frame rows, 32 neighbouring tasks interleaved row by row
-(``harness.futures.record_addr``) so that a warp's accesses to one field coalesce. ``stop`` points at a u32 the host sets to ask the kernel to give up (the watchdog).
+(``harness.futures.record_addr``) so that a warp's accesses to one field coalesce.
+``stop`` points at a u32 the host sets to ask the kernel to give up (the watchdog).
 ``counters`` is 0, or (instrumented builds) ``COUNTER_FIELDS`` u64s per thread (§8).
 
 An executor whose host side is not "one launch" (the CUDA-graph executor) overrides

@@ -18,8 +18,7 @@ from executors.base import (
     HEADER_ROWS, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller, define_noop_wake,
     dispatch_poll, first_poll, worker_all, worker_any,
 )
-from harness.futures import READY, FutureDef, RegisterTask, record_addr
-from harness.futures.core import ROW_BYTES
+from harness.futures import READY, ROW_BYTES, FutureDef, RegisterTask, record_addr
 from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
 
