@@ -123,7 +123,7 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
         compute = coresident.run_alone(backend, cgrid, compute_block, duration)
 
         def start_executor():  # queued, not waited for: fma_spin must start beside it
-            ex.zero_pool(backend, kernel, launch_args)
+            ex.prepare(backend, kernel, sms, block, launch_args)
             backend.rt.launch(backend.module.kernel(kernel.name), sms, block, *launch_args,
                               check=False)
 

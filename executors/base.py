@@ -56,6 +56,7 @@ class ExecutorKernel:
     spawn_capacity: int = 0  # slots beyond the ntasks roots, for spawned tasks
     error_offset: int | None = None
     zeroed_rows: int = 0  # the first rows of every record, zeroed before each run
+    dynamic_smem: int = 0  # dynamic shared memory per block, bytes, of every launch
 
     @property
     def stride(self) -> int:
@@ -110,16 +111,22 @@ class Executor:
         beyond the roots."""
         raise NotImplementedError
 
-    def launch(self, backend, kernel: ExecutorKernel, grid, block, args, checked: bool = False):
-        """Run the executor once over all tasks: zero its state (queues and pool counters
-        start empty on every run, timed runs too), then one kernel launch."""
+    def prepare(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
+        """What precedes every run, timed runs too, in stream order: zero the executor's
+        state (queues and pool counters start empty). Executors that check the launch or
+        zero more override this."""
         backend.zero(args[0], kernel.state_bytes)
-        return backend.launch(kernel.name, grid, block, args, checked=checked)
+
+    def launch(self, backend, kernel: ExecutorKernel, grid, block, args, checked: bool = False):
+        """Run the executor once over all tasks: ``prepare``, then one kernel launch."""
+        self.prepare(backend, kernel, grid, block, args)
+        return backend.launch(kernel.name, grid, block, args, checked=checked,
+                              shared=kernel.dynamic_smem)
 
     def enqueue(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
         """Queue one run without waiting (the timed form of ``launch``)."""
-        backend.zero(args[0], kernel.state_bytes)
-        backend.enqueue(kernel.name, grid, block, args)
+        self.prepare(backend, kernel, grid, block, args)
+        backend.enqueue(kernel.name, grid, block, args, shared=kernel.dynamic_smem)
 
     def graph_safe(self, kernel: ExecutorKernel) -> bool:
         """Whether ``enqueue`` is only kernel launches and memsets, so the timing protocol

@@ -99,10 +99,10 @@ class Graph(RunQueueExecutor):
     # ------------------------------------------------------------------ host side
 
     def launch(self, backend, kernel, grid, block, args, checked: bool = False):
-        """Zero the pool, then run rounds until the kernel ends the loop: a WHILE graph on a
+        """``prepare``, then run rounds until the kernel ends the loop: a WHILE graph on a
         GPU (built once per kernel and arguments, then relaunched), a host loop on the
         emulator."""
-        self.zero_pool(backend, kernel, args)
+        self.prepare(backend, kernel, grid, block, args)
         if backend.name == "emu":
             return self._launch_emu(backend, kernel, grid, block, args)
         return self._launch_gpu(backend, kernel, grid, block, args, checked)
@@ -146,7 +146,7 @@ class Graph(RunQueueExecutor):
         if backend.name == "emu":
             self.launch(backend, kernel, grid, block, args)
             return
-        self.zero_pool(backend, kernel, args)
+        self.prepare(backend, kernel, grid, block, args)
         backend.rt.launch_graph(self._graph(backend, kernel, grid, block, args))
 
     @staticmethod

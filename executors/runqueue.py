@@ -411,28 +411,16 @@ class RunQueueExecutor(Executor):
         return dict(gid=gid, base=frames, ntasks=ntasks, exec=exec_, nworkers=nworkers,
                     args=b.param("args"), stop=b.param("stop"), counters=counters)
 
-    def launch(self, backend, kernel: ExecutorKernel, grid, block, args, checked: bool = False):
-        """Zero the state and the records' queue rows (a wake may reach a record before its
-        worker spawns it: its state must be 0, every queue empty), then launch."""
-        self.zero_pool(backend, kernel, args)
-        return backend.launch(kernel.name, grid, block, args, checked=checked)
-
-    def enqueue(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
-        """The timed form of ``launch``: the same zeroing, queued, then the kernel."""
-        self.zero_pool(backend, kernel, args)
-        backend.enqueue(kernel.name, grid, block, args)
-
-    @staticmethod
-    def zero_pool(backend, kernel: ExecutorKernel, args) -> None:
-        """Zero the executor state and the first ``zeroed_rows`` rows of every record
-        group (not the frames: those are written before they are read)."""
+    def prepare(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
+        """Zero the executor state and the first ``zeroed_rows`` rows of every record group
+        (a wake may reach a record before its worker spawns it: its state must be 0, every
+        queue empty); not the frames: those are written before they are read."""
         from harness.futures import LANES
 
         capacity = kernel.task_capacity(int(args[1]))
         backend.zero(args[0], kernel.state_bytes)
         backend.zero_rows(int(args[0]) + kernel.state_bytes, LANES * kernel.stride,
                           kernel.zeroed_rows * ROW_BYTES, -(-capacity // LANES))
-
 
 __all__ = ["SPAWNED", "RUN_QUEUED", "RQ_HEADER_ROWS", "STATE_BYTES", "RunQueueExecutor", "push",
            "wake_task", "start_task", "run_batch", "start_roots", "live_tasks", "record",

@@ -6,7 +6,8 @@ Tasks are ``!Send``: the ``ntasks`` roots are split over the grid in contiguous 
 (plus what its tasks spawn). The workers are the block's threads (``thread``) or warps
 (``warp``); any worker of a block may poll any ready task of that block.
 
-Shared memory of a block (module-scope ``.shared`` arrays, sized at build time)::
+Shared memory of a block (``slots`` is the launch's dynamic shared memory, the rest are
+module-scope ``.shared`` arrays; all sized at build time)::
 
     slots   capacity records of [poll_fn: u64][frame] in u32 rows, 32 neighbouring
             slots interleaved row by row (a warp's accesses to one row hit 32 banks);
@@ -61,8 +62,9 @@ workers of a block (threads, or warps), for the geometry of the last launch. Mea
 the emulator (random schedules): 1, 2, 4, 7 for 1, 2, 4, 8 thread workers.
 
 **Capacity** per block = the most slots whose frames, state words and ready bits fit the
-static shared-memory limit (48 KiB -- more needs dynamic shared memory, which the
-backends do not launch yet), capped by ``capacity`` when given, else by
+card's opt-in shared memory per block (227 KiB on sm_90; the slots are dynamic shared
+memory, which may exceed the 48 KiB a kernel can declare statically), capped by
+``capacity`` when given, else by
 ``DEFAULT_CAPACITY`` plus the slots the workload may spawn: a smaller array leaves room
 for more blocks per SM (H100, seed_demo, block 128: 256 slots take 41 KB and allow 5
 blocks per SM, 0.112 ms for 2^20 tasks; 128 slots allow the 6 that the registers do,
@@ -103,7 +105,7 @@ from harness.ptx.types import S32, TYPES, U32, U64
 B32 = TYPES["b32"]
 WOKEN, RUNNING, DONE = 1, 2, 4
 SLOT_HEADER_ROWS = HEADER_ROWS  # poll_fn (u64) for indirect dispatch and spawned task types
-STATIC_SMEM_LIMIT = 48 * 1024  # the most .shared a kernel may declare statically
+STATIC_SMEM_LIMIT = 48 * 1024  # shared memory per block without the opt-in (unknown arch)
 DEFAULT_CAPACITY = 256  # slots per block unless the workload spawns (2x the default block)
 CTL_LIVE, CTL_ALLOC, CTL_GLOBALS, CTL_NTASKS, CTL_PER, CTL_BYTES = 0, 4, 8, 16, 20, 32
 STATE_BYTES = 16  # global: the error word, then the mailboxes
@@ -132,6 +134,11 @@ class Layout:
     @property
     def slot_bytes(self) -> int:
         return 4 * self.slot_rows
+
+    @property
+    def slots_bytes(self) -> int:
+        """The slot records: the dynamic shared memory of every launch."""
+        return records_bytes(self.slot_rows, self.capacity)
 
     @property
     def words(self) -> int:
@@ -200,7 +207,7 @@ class SmemReady(Executor):
 
         slot = SLOT_HEADER_ROWS + frame_rows
         try:
-            limit = min(STATIC_SMEM_LIMIT, arch_limits(module.arch).smem_per_block_optin)
+            limit = arch_limits(module.arch).smem_per_block_optin
         except PollbenchError:
             limit = STATIC_SMEM_LIMIT
         fit = capacity_for(slot, limit)
@@ -210,9 +217,9 @@ class SmemReady(Executor):
         want = self.capacity if self.capacity is not None else DEFAULT_CAPACITY + spawn_capacity
         return Layout(min(fit, want), slot)
 
-    def launch(self, backend, kernel: SmemReadyKernel, grid, block, args, checked: bool = False):
+    def prepare(self, backend, kernel: SmemReadyKernel, grid, block, args) -> None:
         """Check that each block's roots fit its shared memory, zero the error word and the
-        mailboxes of the blocks that have tasks, then launch."""
+        mailboxes of the blocks that have tasks."""
         n = int(args[1])
         nblocks = _count(grid)
         per = -(-n // nblocks) if n else 0
@@ -228,7 +235,6 @@ class SmemReady(Executor):
         used = -(-n // per) if per else 0
         kernel.workers = _count(block) // (32 if kernel.granularity == "warp" else 1)
         backend.zero(args[0], STATE_BYTES + used * lay.mailbox_bytes)
-        return backend.launch(kernel.name, grid, block, args, checked=checked)
 
     # ---------------------------------------------------------------- device side
 
@@ -246,7 +252,7 @@ class SmemReady(Executor):
         return SmemReadyKernel(name, rows=lay.layout.slot_rows, frame_bytes=root.frame_size,
                                state_bytes=STATE_BYTES, capacity=None,
                                error_offset=ERROR_OFFSET, layout=lay.layout,
-                               granularity=granularity)
+                               dynamic_smem=lay.layout.slots_bytes, granularity=granularity)
 
 
 def _count(dim) -> int:
@@ -287,7 +293,7 @@ class _Arrays:
         def arr(name, nbytes):
             module.globals.append(LocalVar("shared", f"smem_ready_{name}", nbytes, 16))
             return Sym(f"smem_ready_{name}")
-        a = cls(layout, arr("slots", records_bytes(layout.slot_rows, layout.capacity)),
+        a = cls(layout, Builder.dynamic_shared(module, "smem_ready_slots"),
                 arr("state", _align(4 * layout.capacity, 16)),
                 arr("ready", _align(4 * layout.words, 16)), arr("ctl", CTL_BYTES), types[0])
         _define_wake(module, a)

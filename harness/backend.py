@@ -46,13 +46,15 @@ class Backend:
     def read(self, ptr: int, dtype, count: int) -> np.ndarray:
         raise NotImplementedError
 
-    def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
-        """Run ``kernel``; ``checked`` runs it under the watchdog (a hang is an error)."""
+    def launch(self, kernel: str, grid, block, args=(), checked: bool = False,
+               shared: int = 0) -> Launch:
+        """Run ``kernel`` with ``shared`` bytes of dynamic shared memory per block;
+        ``checked`` runs it under the watchdog (a hang is an error)."""
         raise NotImplementedError
 
-    def enqueue(self, kernel: str, grid, block, args=()) -> None:
+    def enqueue(self, kernel: str, grid, block, args=(), shared: int = 0) -> None:
         """Queue a launch without waiting for it (what the timing protocol times)."""
-        self.launch(kernel, grid, block, args)
+        self.launch(kernel, grid, block, args, shared=shared)
 
     def stop_ptr(self) -> int:
         """Device address of the u32 stop flag executor kernels poll (0 = keep going)."""
@@ -125,8 +127,9 @@ class EmuBackend(Backend):
         for i in range(count):
             self._need().write(ptr + i * pitch, zeros)
 
-    def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
-        r = self._need().launch(kernel, grid, block, list(args))
+    def launch(self, kernel: str, grid, block, args=(), checked: bool = False,
+               shared: int = 0) -> Launch:
+        r = self._need().launch(kernel, grid, block, list(args), shared=shared)
         self.last = r
         return Launch(kernel, r.grid, r.block, None, int(r.per_thread.sum()),
                       {"per_thread": r.per_thread, "regions": r.regions})
@@ -178,19 +181,21 @@ class GpuBackend(Backend):
         n = np.dtype(dtype).itemsize * count
         return out[off:off + n].view(dtype).copy()
 
-    def launch(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
+    def launch(self, kernel: str, grid, block, args=(), checked: bool = False,
+               shared: int = 0) -> Launch:
         k = self.module.kernel(kernel)
         if checked:
-            outcome = self.rt.run_with_watchdog(k, grid, block, *args, timeout_s=self.timeout_s)
+            outcome = self.rt.run_with_watchdog(k, grid, block, *args, shared=shared,
+                                                timeout_s=self.timeout_s)
             if outcome != "ok":
                 raise PollbenchError(f"{kernel} did not finish within {self.timeout_s:g} s "
                                      f"and was stopped through its stop flag")
             return Launch(kernel, grid, block)
-        ms = self.rt.launch_timed(k, grid, block, *args)
+        ms = self.rt.launch_timed(k, grid, block, *args, shared=shared)
         return Launch(kernel, grid, block, ms)
 
-    def enqueue(self, kernel: str, grid, block, args=()) -> None:
-        self.rt.launch(self.module.kernel(kernel), grid, block, *args)
+    def enqueue(self, kernel: str, grid, block, args=(), shared: int = 0) -> None:
+        self.rt.launch(self.module.kernel(kernel), grid, block, *args, shared=shared)
 
     def stop_ptr(self) -> int:
         return self.rt.stop_flag.ptr

@@ -217,7 +217,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
         r = compiled.resources.get(kernel.name)
         if r is not None:
             res.registers, res.spills, res.stack_frame = r.registers, r.spill_stores, r.stack_frame
-            occ = theoretical_occupancy(r, spec.block, arch)
+            occ = theoretical_occupancy(r, spec.block, arch, kernel.dynamic_smem)
             res.extra["theoretical_occupancy"] = occ.fraction
             res.extra["occupancy_limiter"] = occ.limiter
         if baseline and baseline in compiled.resources:

@@ -96,8 +96,9 @@ def cmd_inspect(args) -> int:
             for name in (kernel.name, baseline) if not rows else (kernel.name,):
                 if name and name in compiled.resources:
                     res = compiled.resources[name]
-                    occ = theoretical_occupancy(res, args.block, arch)
-                    rows.append((name, res, args.block, occ))
+                    dynamic = kernel.dynamic_smem if name == kernel.name else 0
+                    occ = theoretical_occupancy(res, args.block, arch, dynamic)
+                    rows.append((name, res, args.block, occ, dynamic))
         if rows:
             console.print(resources_table(f"{ex.name} x {wl.name} on {arch}", rows))
     return 0

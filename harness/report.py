@@ -131,14 +131,15 @@ def difftest_table(rows: list, backend: str) -> Table:
 
 
 def resources_table(title: str, rows: list) -> Table:
-    """inspect: registers, spills, stack, shared memory, theoretical occupancy."""
+    """inspect: registers, spills, stack, static and dynamic shared memory, theoretical
+    occupancy; ``rows`` are (kernel, Resources, block, Occupancy, dynamic smem B)."""
     t = Table(title=title)
-    for col in ("kernel", "regs", "spill st/ld B", "stack B", "smem B", "block", "blocks/SM",
-                "occupancy", "limiter"):
+    for col in ("kernel", "regs", "spill st/ld B", "stack B", "smem B", "dyn smem B", "block",
+                "blocks/SM", "occupancy", "limiter"):
         t.add_column(col, justify="left" if col in ("kernel", "limiter") else "right")
-    for name, res, block, occ in rows:
+    for name, res, block, occ, dynamic in rows:
         t.add_row(name, _fmt(res.registers), f"{res.spill_stores}/{res.spill_loads}",
-                  _fmt(res.stack_frame), _fmt(res.shared_static), str(block),
+                  _fmt(res.stack_frame), _fmt(res.shared_static), _fmt(dynamic), str(block),
                   _fmt(occ.blocks_per_sm if occ else None),
                   f"{occ.fraction:.0%}" if occ else "-", occ.limiter if occ else "-")
     return t

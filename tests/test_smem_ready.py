@@ -262,21 +262,90 @@ def test_capacity_rule():
     assert capacity_for(60000) == 0
 
 
-def test_a_frame_bigger_than_shared_memory_is_a_build_error():
-    @async_fn(params=ROOT, output=None, name="huge_frame")
-    def huge(f, task, args):
-        for i in range(400):  # 400 locals live across a yield: 32 slots x 1.6 KB > 48 KiB
+def _wide_frame(nlocals: int):
+    """A root with ``nlocals`` u32 locals live across one yield (a frame of ~4 x nlocals
+    B); each task stores sum(task * (i + 1) + i) into ``args[task]``."""
+    @async_fn(params=ROOT, output=None, name=f"wide_frame_{nlocals}")
+    def wide(f, task, args):
+        for i in range(nlocals):
             f.local(f"v{i}", U32)
-            f.set(f"v{i}", f.mov(i, type=U32))
+            f.set(f"v{i}", f.mad(task, i + 1, i, type=U32))
         f.await_(yield_now())
         total = f.mov(0, type=U32)
-        for i in range(400):
+        for i in range(nlocals):
             f.add(total, f.get(f"v{i}"), dst=total)
-        f.st("global", f.arg("args"), total, type=U32)
+        slot = f.cvt(f.mul(f.arg("task"), 4, type=U32), U64)
+        f.st("global", f.add(f.arg("args"), slot, type=U64), total, type=U32)
         return None
 
+    return wide
+
+
+def _wide_want(nlocals: int, n: int) -> np.ndarray:
+    t = np.arange(n, dtype=np.uint64)
+    i = np.arange(nlocals, dtype=np.uint64)
+    return ((t[:, None] * (i + 1) + i).sum(axis=1) & 0xFFFFFFFF).astype(np.uint32)
+
+
+def test_frames_beyond_the_static_limit_are_dynamic_shared_memory():
+    """130 u32 locals across a yield (a ~540 B slot) at 126 tasks per block: 68 KB of
+    slots, more than a kernel may declare statically; they are the launch's dynamic
+    shared memory (the .extern array) and the tasks' results are right."""
+    fut = _wide_frame(130)
+    m = Module(arch="sm_90")
+    k = get_executor("smem_ready").build(m, fut)
+    assert k.dynamic_smem > STATIC_SMEM_LIMIT
+    assert k.layout.capacity >= 126
+    ptx = m.to_ptx()
+    assert ".extern .shared .align 16 .b8 smem_ready_slots[];" in ptx
+    assert "smem_ready_slots[" not in ptx.replace("smem_ready_slots[];", "")  # no static copy
+    n = 252
+    out, _, k, _ = _run(fut, n, 126, EmuBackend(max_steps=20_000_000), words=n)
+    np.testing.assert_array_equal(out, _wide_want(130, n))
+
+
+def test_dynamic_shared_memory_is_bounded_by_the_launch():
+    """The emulator's shared window ends where the launch's dynamic bytes do: a launch
+    with too few bytes faults instead of reading past them."""
+    from harness.emu import EmuError
+
+    fut = _wide_frame(130)
+    m = Module(arch="sm_90")
+    k = get_executor("smem_ready").build(m, fut)
+    be = EmuBackend()
+    be.load(m)
+    mem = be.to_device(np.zeros(64, np.uint32))
+    frames = be.alloc(k.frames_bytes(64))
+    with pytest.raises(EmuError, match="shared memory of block .* is outside its 2112 bytes"):
+        be.launch(k.name, 1, 64, [frames, np.uint32(64), mem, be.stop_ptr(), 0],
+                  shared=1024)
+
+
+@requires_gpu
+def test_frames_beyond_the_static_limit_gpu():
+    n, block = 128 * 512, 128
+    with _gpu() as be:
+        out, _, k, _ = _run(_wide_frame(130), n, block, be, words=n)
+    assert k.dynamic_smem > STATIC_SMEM_LIMIT
+    np.testing.assert_array_equal(out, _wide_want(130, n))
+
+
+def test_the_opt_in_limit_sizes_the_blocks():
+    """On sm_90 a block may hold 227 KiB of shared memory: the capacity rule uses it."""
+    from harness.compile import arch_limits
+
+    limit = arch_limits("sm_90").smem_per_block_optin
+    slot_rows = 2 + 170  # ~680 B frames, refused at 126 tasks per block under 48 KiB
+    assert capacity_for(slot_rows) < 126 <= capacity_for(slot_rows, limit)
+    lay = SmemReady(capacity=10_000).layout(Module(arch="sm_90"), 170)
+    assert lay.capacity == capacity_for(slot_rows, limit)
+    assert lay.shared_bytes <= limit
+
+
+def test_a_frame_bigger_than_shared_memory_is_a_build_error():
+    # 1900 locals live across a yield: a group of 32 slots x 7.6 KB > 227 KiB
     with pytest.raises(PollbenchError, match="does not fit"):
-        get_executor("smem_ready").build(Module(), huge)
+        get_executor("smem_ready").build(Module(arch="sm_90"), _wide_frame(1900))
 
 
 def test_too_many_tasks_for_shared_memory_is_a_clear_error():

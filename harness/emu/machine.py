@@ -321,13 +321,20 @@ class Emulator:
         self.func_addrs = {n: FUNC_BASE + 16 * i for i, n in enumerate(module.functions)}
         self.func_by_addr = {a: n for n, a in self.func_addrs.items()}
         self.shared_offsets, self.shared_bytes, self.global_vars = {}, 0, {}
+        dynamic = []
         for var in module.globals:
-            if var.space == "shared":
+            if var.space != "shared":
+                self.global_vars[var.name] = self.mem.alloc(var.nbytes, var.align)
+            elif var.dynamic:
+                dynamic.append(var)
+            else:
                 off = -(-self.shared_bytes // var.align) * var.align
                 self.shared_offsets[var.name] = off
                 self.shared_bytes = off + var.nbytes
-            else:
-                self.global_vars[var.name] = self.mem.alloc(var.nbytes, var.align)
+        # dynamic shared memory follows the static arrays; every extern array starts there
+        align = max([v.align for v in dynamic], default=1)
+        self.dynamic_shared_offset = -(-self.shared_bytes // align) * align
+        self.shared_offsets.update((v.name, self.dynamic_shared_offset) for v in dynamic)
 
     # ------------------------------------------------------------------ host side
 
@@ -423,8 +430,12 @@ class Emulator:
 
     # ----------------------------------------------------------------------- launch
 
-    def launch(self, kernel: str, grid, block, args=()) -> LaunchResult:
-        """Run ``kernel`` over ``grid`` x ``block`` threads until every thread exits."""
+    def launch(self, kernel: str, grid, block, args=(), shared: int = 0) -> LaunchResult:
+        """Run ``kernel`` over ``grid`` x ``block`` threads until every thread exits, with
+        ``shared`` bytes of dynamic shared memory per block (an access past them is an
+        error, as on the GPU)."""
+        if shared < 0:
+            raise EmuError(f"dynamic shared memory of {shared} bytes")
         fn = self.module.functions.get(kernel)
         if fn is None or fn.kind != "entry":
             raise EmuError(f"no kernel {kernel!r} in the module")
@@ -439,7 +450,8 @@ class Emulator:
         for bz in range(grid[2]):
             for by in range(grid[1]):
                 for bx in range(grid[0]):
-                    blk = _Block((bx, by, bz), len(blocks), self.shared_bytes)
+                    blk = _Block((bx, by, bz), len(blocks),
+                                 self.dynamic_shared_offset + shared if shared else self.shared_bytes)
                     blocks.append(blk)
                     n = 0
                     for tz in range(bdim[2]):

@@ -93,6 +93,14 @@ class Builder:
         module.globals.append(LocalVar("shared", name, nbytes, align))
         return Sym(name)
 
+    @staticmethod
+    def dynamic_shared(module: Module, name: str, align: int = 16) -> Sym:
+        """The ``.extern .shared`` array of dynamic shared memory (sized by each launch's
+        ``shared`` bytes; it follows the static arrays, and every such array of a module
+        starts at the same address)."""
+        module.globals.append(LocalVar("shared", name, None, align))
+        return Sym(name)
+
     def local(self, name: str, nbytes: int, align: int = 8) -> Sym:
         """A per-thread ``.local`` array in this function."""
         self.fn.locals.append(LocalVar("local", name, nbytes, align))

@@ -161,14 +161,22 @@ class Param:
 
 @dataclass
 class LocalVar:
-    """A per-function ``.local`` or per-module ``.shared``/``.global`` array."""
+    """A per-function ``.local`` or per-module ``.shared``/``.global`` array; ``nbytes``
+    None is the ``.extern .shared`` array at the start of the launch's dynamic shared
+    memory (its size is the launch's, not the module's)."""
 
     space: str
     name: str
-    nbytes: int
+    nbytes: int | None
     align: int = 8
 
+    @property
+    def dynamic(self) -> bool:
+        return self.nbytes is None
+
     def decl(self) -> str:
+        if self.dynamic:
+            return f".extern .{self.space} .align {self.align} .b8 {self.name}[];"
         return f".{self.space} .align {self.align} .b8 {self.name}[{self.nbytes}];"
 
 
