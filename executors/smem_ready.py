@@ -64,7 +64,10 @@ the emulator (random schedules): 1, 2, 4, 7 for 1, 2, 4, 8 thread workers.
 **Capacity** per block = the most slots whose frames, state words and ready bits fit the
 card's opt-in shared memory per block (227 KiB on sm_90; the slots are dynamic shared
 memory, which may exceed the 48 KiB a kernel can declare statically), capped by
-``capacity`` when given, else by
+``capacity`` when given. By default, shared memory beyond 48 KiB is taken only as far as
+``DEFAULT_CAPACITY`` slots need it (a 680 B frame: 256 slots in 177 KB), and the room for
+spawned tasks only within 48 KiB: taking all 227 KiB for fan_out's spawn room left one
+block per SM (6% occupancy, 4-8x slower on the H200). Otherwise the cap is
 ``DEFAULT_CAPACITY`` plus the slots the workload may spawn: a smaller array leaves room
 for more blocks per SM (H100, seed_demo, block 128: 256 slots take 41 KB and allow 5
 blocks per SM, 0.112 ms for 2^20 tasks; 128 slots allow the 6 that the registers do,
@@ -203,6 +206,10 @@ class SmemReady(Executor):
         return 2 * kernel.workers
 
     def layout(self, module: Module, frame_rows: int, spawn_capacity: int = 0) -> Layout:
+        """Slots per block (module docstring, Capacity): ``capacity`` when given, as far as
+        the card's opt-in shared memory holds it; by default ``DEFAULT_CAPACITY`` slots,
+        taking shared memory beyond 48 KiB only as far as those need (every byte more costs
+        resident blocks), and room for spawned tasks only within 48 KiB."""
         from harness.compile import arch_limits
 
         slot = SLOT_HEADER_ROWS + frame_rows
@@ -214,8 +221,10 @@ class SmemReady(Executor):
         if fit == 0:
             raise PollbenchError(f"smem_ready: one task frame ({4 * frame_rows} B + {4 * SLOT_HEADER_ROWS} B "
                                  f"header) does not fit {limit} B of shared memory")
-        want = self.capacity if self.capacity is not None else DEFAULT_CAPACITY + spawn_capacity
-        return Layout(min(fit, want), slot)
+        if self.capacity is not None:
+            return Layout(min(fit, self.capacity), slot)
+        roomy = max(capacity_for(slot, min(limit, STATIC_SMEM_LIMIT)), min(fit, DEFAULT_CAPACITY))
+        return Layout(min(roomy, DEFAULT_CAPACITY + spawn_capacity), slot)
 
     def prepare(self, backend, kernel: SmemReadyKernel, grid, block, args) -> None:
         """Check that each block's roots fit its shared memory, zero the error word and the

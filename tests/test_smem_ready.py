@@ -8,7 +8,7 @@ import pytest
 from executors import get_executor
 from executors.base import COUNTER_FIELDS
 from executors.smem_ready import (
-    ERROR_SMEM_FULL, STATIC_SMEM_LIMIT, SmemReady, capacity_for, shared_bytes,
+    DEFAULT_CAPACITY, ERROR_SMEM_FULL, STATIC_SMEM_LIMIT, SmemReady, capacity_for, shared_bytes,
 )
 from harness.backend import EmuBackend
 from harness.cases import CaseSpec, run_case
@@ -340,6 +340,18 @@ def test_the_opt_in_limit_sizes_the_blocks():
     lay = SmemReady(capacity=10_000).layout(Module(arch="sm_90"), 170)
     assert lay.capacity == capacity_for(slot_rows, limit)
     assert lay.shared_bytes <= limit
+
+
+def test_the_default_takes_shared_memory_beyond_48k_only_for_its_own_slots():
+    """Big frames get DEFAULT_CAPACITY slots from the opt-in memory; a workload's spawn room
+    stays within 48 KiB (fan_out asks for 4 slots per root: taking 227 KiB for them left
+    one block per SM)."""
+    ex, m = SmemReady(), Module(arch="sm_90")
+    big = ex.layout(m, 170)
+    assert big.capacity == DEFAULT_CAPACITY and big.shared_bytes > STATIC_SMEM_LIMIT
+    spawner = ex.layout(m, 6, spawn_capacity=4 << 20)
+    assert spawner.capacity == capacity_for(2 + 6) and spawner.shared_bytes <= STATIC_SMEM_LIMIT
+    assert ex.layout(m, 6).capacity == DEFAULT_CAPACITY
 
 
 def test_a_frame_bigger_than_shared_memory_is_a_build_error():
