@@ -168,6 +168,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.part:
         return _child(args)
+    if args.backend == "gpu":
+        from harness.errors import PollbenchError
+        from harness.gpu.driver import require_device
+
+        try:
+            require_device(0)
+        except PollbenchError as e:  # no driver, no GPU: say so, once, before any part
+            print(f"gpu_validate: error: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 2
     start = time.time()
     os.makedirs(args.out, exist_ok=True)
     fig_rows, device = [], args.backend
@@ -193,7 +202,8 @@ def main(argv=None) -> int:
         json.dump({"device": device, "figures": fig_rows, "sweep": sweep_rows,
                    "conformance": summary}, fh, indent=1, default=float)
     print_tables(fig_rows, sweep_rows, summary, device)
-    return 0
+    checks = [str(r["check"]) for r in fig_rows + sweep_rows if "check" in r]
+    return 0 if all(c == "pass" or c.startswith("skip") for c in checks) else 1
 
 
 if __name__ == "__main__":

@@ -64,12 +64,21 @@ class Unsupported(PollbenchError):
     """This executor cannot run this workload (a skip, not a failure)."""
 
 
+def unsupported_reason(spec: CaseSpec) -> str | None:
+    """Why the executor cannot run the workload (a skip), or None: known without building."""
+    ex, wl = get_executor(spec.executor), get_workload(spec.workload)
+    if wl.requires_spawn and not ex.supports_spawn:
+        return f"{wl.name} spawns tasks and {ex.name} has no run queue to spawn onto"
+    return None
+
+
 def build_case(spec: CaseSpec, arch: str = "sm_90", instrument: bool = False):
     """The module for a case: the executor's kernel and the workload's baseline (and, with
     ``instrument``, the instrumented build of the executor's kernel, as ``kernel.instrumented``)."""
+    reason = unsupported_reason(spec)
+    if reason:
+        raise Unsupported(reason)
     ex, wl = get_executor(spec.executor), get_workload(spec.workload)
-    if wl.requires_spawn and not ex.supports_spawn:
-        raise Unsupported(f"{wl.name} spawns tasks and {ex.name} has no run queue to spawn onto")
     m = Module(arch=arch)
     types = wl.task_types()
     build = dict(tasks=tuple(types[1:]), spawn_capacity=wl.spawn_capacity(spec.ntasks))

@@ -1,17 +1,57 @@
-"""``pollbench list | ptx | inspect | run | compare``.
+"""pollbench: list | ptx | inspect | run | compare | explain.
 
-Every user error (unknown name, bad arch, no driver, an unreadable results file) is one
-line on stderr and exit code 2; a case that fails its check, times out or raises makes
-``run`` exit 1.
+Every user error (a bad option value, an unknown name, a bad arch, no driver, an unwritable
+output folder, an unreadable results file) is one line on stderr and exit code 2, before
+any case runs; a case that fails its check, times out or raises makes ``run`` exit 1;
+Ctrl-C exits 130 and SIGTERM 143, both after saving the cases that finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import signal
 import sys
 
 from harness.errors import PollbenchError
+
+MAX_NTASKS = 1 << 26  # tasks per case: frames, inputs and outputs of 2^26 tasks fill GBs
+MAX_BLOCK = 1024  # threads per block on every CUDA GPU
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (``pollbench: error: ...``), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"pollbench: error: {message}\n")
+
+
+def _int_in(lo: int, hi: int | None = None, what: str = "an integer"):
+    """An argparse type: an int in [lo, hi], said in the error when it is not."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if v < lo or (hi is not None and v > hi):
+            span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise argparse.ArgumentTypeError(f"{what} {span}, not {v}")
+        return v
+    return parse
+
+
+def _positive(unit: str, below: float | None = None):
+    """An argparse type: a float > 0 (and < ``below``), in ``unit``."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not v > 0 or (below is not None and not v < below):
+            limit = f"between 0 and {below:g}" if below is not None else "greater than 0"
+            raise argparse.ArgumentTypeError(f"must be {limit} {unit}, not {text}")
+        return v
+    return parse
 
 
 def _executors_workloads(args) -> list:
@@ -80,8 +120,9 @@ def cmd_inspect(args) -> int:
     """Resource report per kernel, from nvJitLink (no GPU needed)."""
     from harness.compile import compile_ptx, theoretical_occupancy
     from harness.cases import CaseSpec, Unsupported, build_case
-    from harness.report import console, resources_table
+    from harness.report import make_console, resources_table
 
+    console = make_console(piped_width=200)  # kernel names are long: ~150 columns
     arch = _arch(args)
     exs, wls = _executors_workloads(args)
     for ex, wl in itertools.product(exs, wls):
@@ -139,12 +180,16 @@ def _progress(total: int, what: str):
 
 def _backend_name(name: str | None, device: int) -> str:
     """``gpu`` or ``emu``; a GPU asked for and missing is a usage error (exit 2) here, in
-    the parent, before any case starts."""
-    from harness.gpu import gpu_available
+    the parent, before any case starts. Falling back to the emulator is said on stderr."""
+    from harness.gpu import gpu_available, unavailable_reason
     from harness.gpu.driver import require_device
 
     if name is None:
         name = "gpu" if gpu_available() else "emu"
+        if name == "emu":
+            print(f"pollbench: no GPU ({unavailable_reason()}): running on the CPU emulator "
+                  "(instruction counts, not GPU timings); --backend gpu to require one",
+                  file=sys.stderr)
     if name == "gpu":
         require_device(device)
     return name
@@ -158,6 +203,40 @@ def _timing_options(args) -> dict:
             "timeout_s": args.timeout, "cold": args.cold}
     TimingConfig(**opts)  # a bad value is a one-line error here, before any case starts
     return opts
+
+
+def _probe_out(folder) -> None:
+    """Create the results folder and write (and remove) a file there, so that an output
+    that cannot be written is refused before any case runs, not after all of them."""
+    import tempfile
+    from pathlib import Path
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".pollbench-probe-"):
+            pass
+    except OSError as e:
+        raise PollbenchError(f"cannot write results under {folder}: "
+                             f"{e.strerror or e}") from None
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is, so that it ends like Ctrl-C: finished cases saved."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+class _SignalsHeld:
+    """Hold SIGINT and SIGTERM while a results file is written (delivered on exit), so a
+    signal can neither cut a save short nor make it happen twice."""
+
+    def __enter__(self):
+        self.old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    def __exit__(self, *exc):
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
 
 
 def _backoff_sweep(args, backend) -> int:
@@ -181,83 +260,130 @@ def _backoff_sweep(args, backend) -> int:
     return 0 if all(r.get("check") == "pass" for r in rows) else 1
 
 
-def cmd_run(args) -> int:
-    """Run every (or the chosen) executor x workload x dispatch x granularity, each case in
-    its own process; write the results document; exit 1 if any case did not pass."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn)
-
+def _specs(args, backend: str) -> list:
+    """The cases: executors x workloads x their own dispatch modes and granularities, as
+    far as --dispatch and --granularity keep them."""
     from harness.cases import CaseSpec
-    from harness.orchestrate import run_cases
-    from harness.report import case_table, console, err_console
-    from harness.results import document, environment, save, spec_label
 
-    if args.selftest or args.backoff_sweep:
-        from harness.backend import make_backend
-
-        with make_backend(args.backend, args.device) as backend:
-            return (_selftest if args.selftest else _backoff_sweep)(args, backend)
-    if args.case_timeout <= 0:
-        raise PollbenchError(f"--case-timeout must be positive, not {args.case_timeout:g}")
-    timing = _timing_options(args)
-    backend = _backend_name(args.backend, args.device)
     exs, wls = _executors_workloads(args)
     ntasks = args.ntasks or (1 << 20 if backend == "gpu" else 64)
-    # --dispatch and --granularity pick among each executor's own modes and granularities
     specs = [CaseSpec(ex.name, wl.name, d, g, ntasks, args.block, args.seed)
              for ex, wl in itertools.product(exs, wls)
              for d in ex.dispatch_modes if not args.dispatch or d in args.dispatch
              for g in ex.granularities if not args.granularity or g in args.granularity]
     if not specs:
         raise PollbenchError("no executor chosen has the --dispatch/--granularity asked for")
-    env = environment(backend, args.device)
-    options = {"backend": backend, "device": args.device, "repeats": args.repeats,
-               "timing": timing}
-    config = {**options, "timeout_s": args.case_timeout, "ntasks": ntasks, "block": args.block,
-              "seed": args.seed, "executors": [e.name for e in exs],
-              "workloads": [w.name for w in wls], "dispatch": args.dispatch,
-              "granularity": args.granularity}
+    return specs
 
+
+def cmd_run(args) -> int:
+    """Run every (or the chosen) executor x workload x dispatch x granularity, each case in
+    its own process; write the results document; exit 1 if any case did not pass. Every
+    option and the output folder are checked first; Ctrl-C and SIGTERM save what finished."""
+    from harness.results import document, environment
+
+    if args.selftest or args.backoff_sweep:
+        from harness.backend import make_backend
+
+        with make_backend(args.backend, args.device) as backend:
+            return (_selftest if args.selftest else _backoff_sweep)(args, backend)
+    timing = _timing_options(args)
+    backend = _backend_name(args.backend, args.device)
+    specs = _specs(args, backend)
+    env = environment(backend, args.device)
+    if not args.no_save:
+        from harness.results.environment import machine_name
+
+        _probe_out(f"{args.out}/{machine_name(env)}")
+    options = {"backend": backend, "device": args.device, "repeats": args.repeats,
+               "timing": timing, "arch": (env.get("gpu") or {}).get("arch")}
+    config = {k: v for k, v in options.items() if k != "arch"}
+    config.update(timeout_s=args.case_timeout, ntasks=specs[0].ntasks, block=args.block,
+                  seed=args.seed, executors=list(dict.fromkeys(s.executor for s in specs)),
+                  workloads=list(dict.fromkeys(s.workload for s in specs)),
+                  dispatch=args.dispatch, granularity=args.granularity)
+    finished, saved = [], []
+
+    def save_once(records) -> None:
+        from harness.report import err_console
+        from harness.results import save
+
+        if args.no_save or saved or not records:
+            return
+        with _SignalsHeld():
+            saved.append(save(document(env, args.argv, config, records), args.out))
+        err_console.print(f"results: {saved[0]}", markup=False, highlight=False)
+
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        records = _run_specs(specs, options, args, finished)
+        save_once(records)
+        return _report(records, backend, args)
+    except (KeyboardInterrupt, Terminated) as e:
+        config["interrupted_after"] = len(finished)
+        save_once(finished)
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
+        print(f"pollbench: {why} after {len(finished)} of {len(specs)} cases"
+              + ("; the finished ones are saved" if saved else ""), file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _run_specs(specs, options, args, finished: list) -> list:
+    """The case loop with progress on stderr: a bar on a terminal, else one line per case."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    from harness.orchestrate import run_cases, warm_case
+    from harness.report import err_console
+    from harness.results import spec_label
+
+    tty = err_console.is_terminal
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
-                  transient=True, disable=not err_console.is_terminal) as progress:
+                  transient=True, disable=not tty) as progress:
         bar = progress.add_task("cases", total=len(specs))
 
         def start(spec):
             progress.update(bar, description=spec_label(spec))
 
-        finished = []
-
         def done(rec):
             finished.append(rec)
+            line = f"{rec['status']}: {spec_label(rec['spec'])}"
             if rec["status"] not in ("pass", "skip"):
-                progress.console.print(f"{rec['status']}: {spec_label(rec['spec'])}: "
-                                       f"{rec['message']}", markup=False, highlight=False)
+                line += f": {rec['message']}"
+            if not tty:
+                line = f"[{len(finished)}/{len(specs)}] {line} ({rec.get('wall_s') or 0:.1f} s)"
+            if not tty or rec["status"] not in ("pass", "skip"):
+                progress.console.print(line, markup=False, highlight=False)
             progress.advance(bar)
 
-        try:
-            records = run_cases(specs, options, timeout_s=args.case_timeout, on_start=start,
-                                on_done=done)
-        except KeyboardInterrupt:
-            # Ctrl-C keeps what finished: the cases done so far are saved, marked interrupted.
-            config["interrupted_after"] = len(finished)
-            if not args.no_save and finished:
-                path = save(document(env, args.argv, config, finished), args.out)
-                err_console.print(f"interrupted after {len(finished)} of {len(specs)} cases; "
-                                  f"results so far: {path}", markup=False, highlight=False)
-            raise
+        return run_cases(specs, options, timeout_s=args.case_timeout, on_start=start,
+                         on_done=done, warm_fn=warm_case)
 
-    console.print(case_table(records, backend))
+
+def _report(records, backend: str, args) -> int:
+    """The table (or the JSON document) and the summary line; the exit code."""
+    from harness.report import case_table, console
+
     counts = {s: sum(r["status"] == s for r in records)
               for s in ("pass", "fail", "timeout", "error", "skip")}
     bad = counts["fail"] + counts["timeout"] + counts["error"]
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(records, indent=1, allow_nan=False) + "\n")
+        return 1 if bad else 0
+    if args.wide:  # ~190 columns: wider than the piped default
+        from harness.report import make_console
+
+        console = make_console(piped_width=200)
+    console.print(case_table(records, backend, wide=args.wide))
     detail = ", ".join(f"{counts[s]} {w}" for s, w in (("timeout", "timed out"),
                                                        ("error", "errors"),
                                                        ("skip", "skipped")) if counts[s])
     console.print(f"{counts['pass']} passed, {bad} failed" + (f" ({detail})" if detail else ""))
-    if not args.no_save:
-        path = save(document(env, args.argv, config, records), args.out)
-        console.print(f"results: {path}", markup=False, highlight=False)
     return 1 if bad else 0
 
 
@@ -282,67 +408,105 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    """What a column of pollbench's tables means."""
+    from harness.report import explain
+
+    print(explain(args.column))
+    return 0
+
+
+def _version() -> str:
+    from harness.results.environment import version_string
+
+    return version_string()
+
+
 def parser() -> argparse.ArgumentParser:
+    from executors import EXECUTORS
     from executors.base import DISPATCH_MODES
     from harness.orchestrate import DEFAULT_TIMEOUT_S
+    from workloads import WORKLOADS
 
-    p = argparse.ArgumentParser(prog="pollbench", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    executors, workloads = list(EXECUTORS), list(WORKLOADS)
+    p = _Parser(prog="pollbench", description="What async/await costs on a GPU: device "
+                "executors x workloads, checked against numpy and timed against kernels "
+                "with no executor.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def common(sp, arch=True):
-        sp.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
+        sp.add_argument("--device", type=_int_in(0, what="a device ordinal"), default=0,
+                        help="CUDA device ordinal (default 0)")
         if arch:
             sp.add_argument("--arch", help="target, e.g. sm_90 (default: the GPU's, else sm_90)")
+
+    def pick(sp):
+        sp.add_argument("--executor", action="append", choices=executors, metavar="EXECUTOR",
+                        help=f"one of {', '.join(executors)}; repeat for several (default: all)")
+        sp.add_argument("--workload", action="append", choices=workloads, metavar="WORKLOAD",
+                        help=f"one of {', '.join(workloads)}; repeat for several (default: all)")
 
     sp = sub.add_parser("list", help="executors, workloads, GPUs")
     sp.set_defaults(func=cmd_list)
 
     sp = sub.add_parser("ptx", help="print the generated PTX of EXECUTOR x WORKLOAD")
-    sp.add_argument("executor_name", metavar="EXECUTOR")
-    sp.add_argument("workload_name", metavar="WORKLOAD")
-    sp.add_argument("--dispatch", default="direct")
-    sp.add_argument("--granularity", default="thread")
+    sp.add_argument("executor_name", metavar="EXECUTOR", help=", ".join(executors))
+    sp.add_argument("workload_name", metavar="WORKLOAD", help=", ".join(workloads))
+    sp.add_argument("--dispatch", default="direct", choices=list(DISPATCH_MODES))
+    sp.add_argument("--granularity", default="thread", choices=["thread", "warp", "block"])
     common(sp)
     sp.set_defaults(func=cmd_ptx)
 
     sp = sub.add_parser("inspect", help="registers, spills, stack, smem, occupancy per kernel")
-    sp.add_argument("--executor", action="append")
-    sp.add_argument("--workload", action="append")
-    sp.add_argument("--block", type=int, default=128, help="block size for occupancy")
+    pick(sp)
+    sp.add_argument("--block", type=_int_in(1, MAX_BLOCK, "a block size"), default=128,
+                    help="block size for occupancy (default 128)")
     common(sp)
     sp.set_defaults(func=cmd_inspect)
 
     sp = sub.add_parser("run", help="run, check and time cases (GPU if present, else emulator)")
-    sp.add_argument("--executor", action="append")
-    sp.add_argument("--workload", action="append")
+    pick(sp)
     sp.add_argument("--dispatch", action="append", choices=list(DISPATCH_MODES),
                     help="default: every mode the executor has")
-    sp.add_argument("--granularity", action="append", choices=["thread", "warp", "block"])
+    sp.add_argument("--granularity", action="append", choices=["thread", "warp", "block"],
+                    help="default: every granularity the executor has")
     sp.add_argument("--backend", choices=["gpu", "emu"], help="default: gpu when present")
-    sp.add_argument("--ntasks", type=int, help="tasks per case (default 2^20 GPU, 64 emulator: every case then runs in a few seconds of CPU)")
-    sp.add_argument("--block", type=int, default=128)
-    sp.add_argument("--repeats", type=int,
+    sp.add_argument("--ntasks", type=_int_in(1, MAX_NTASKS, "a task count"),
+                    help="tasks per case, 1 to 2^26 (default 2^20 on a GPU, 64 on the "
+                         "emulator: every case then runs in a few seconds of CPU)")
+    sp.add_argument("--block", type=_int_in(1, MAX_BLOCK, "a block size"), default=128,
+                    help="threads per block, 1 to 1024 (default 128)")
+    sp.add_argument("--repeats", type=_int_in(1, what="a sample count"),
                     help="a fixed number of timed samples per kernel (default: the protocol "
                          "decides, from --max-noise/--min-samples/--timeout)")
-    sp.add_argument("--max-noise", type=float, default=0.5, metavar="PERCENT",
+    sp.add_argument("--max-noise", type=_positive("percent", 100.0), default=0.5,
+                    metavar="PERCENT",
                     help="stop sampling once the relative std-dev is under this (default 0.5)")
-    sp.add_argument("--min-samples", type=int, default=10, help="samples before stopping (default 10)")
-    sp.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    sp.add_argument("--min-samples", type=_int_in(1, what="a sample count"), default=10,
+                    help="samples before stopping (default 10)")
+    sp.add_argument("--timeout", type=_positive("seconds"), default=10.0, metavar="SECONDS",
                     help="time limit of one kernel's sampling (default 10)")
     sp.add_argument("--cold", action="store_true",
                     help="flush L2 before every sample (no graph batching)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0,
+                    help="seed of the random inputs (default 0)")
     sp.add_argument("--backoff-sweep", action="store_true",
                     help="GPU only: backoff's min/max sleep against latency and co-resident compute")
     sp.add_argument("--selftest", action="store_true",
                     help="run the op table's differential self-tests instead")
-    sp.add_argument("--case-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                    help="wall-clock limit per case, its process's start-up included; the "
-                         f"case is then killed and recorded as timeout (default {DEFAULT_TIMEOUT_S:g})")
+    sp.add_argument("--case-timeout", type=_positive("seconds"), default=DEFAULT_TIMEOUT_S,
+                    metavar="SECONDS",
+                    help="wall-clock limit of one case from its turn; the case is then "
+                         f"killed and recorded as timeout (default {DEFAULT_TIMEOUT_S:g})")
     sp.add_argument("--out", default="results", metavar="DIR",
                     help="results folder: writes DIR/<machine>/<UTC time>-<git sha>.json "
                          "(default results/)")
     sp.add_argument("--no-save", action="store_true", help="write no results file")
+    sp.add_argument("--wide", action="store_true",
+                    help="every column in the table (default: the ones read first; fits 100 columns)")
+    sp.add_argument("--json", action="store_true",
+                    help="print the case records as JSON on stdout instead of the table")
     common(sp, arch=False)
     sp.set_defaults(func=cmd_run)
 
@@ -350,6 +514,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("a", metavar="A", help="results file (the reference)")
     sp.add_argument("b", metavar="B", help="results file (compared against A)")
     sp.set_defaults(func=cmd_compare)
+
+    sp = sub.add_parser("explain", help="what a table column means (all of them without COLUMN)")
+    sp.add_argument("column", metavar="COLUMN", nargs="?")
+    sp.set_defaults(func=cmd_explain)
     return p
 
 
@@ -366,6 +534,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("pollbench: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("pollbench: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

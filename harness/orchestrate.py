@@ -5,16 +5,22 @@ have initialised CUDA, which does not survive a fork), on a backend of its own. 
 CUDA error, a crash or a hang therefore costs one case, not the suite:
 
 - the child returns the case's record (``harness.results.case_record``): "pass" or "fail";
-- a case the executor cannot run (``harness.cases.Unsupported``) is "skip";
+- a case the executor cannot run (``harness.cases.unsupported_reason``) is "skip", decided
+  here without a process;
 - an exception in the child is "error", with ``ExceptionType: first line`` as its message
   and the traceback in ``extra.traceback``; a child that dies without answering (a
   segfault, ``os._exit``) is "error" too;
-- no answer within ``timeout_s`` (counted from the child's start, so its imports are
-  included) and the child is killed: "timeout".
+- no answer within ``timeout_s`` of its turn and the child is killed: "timeout".
 
-``case_fn`` (default: this module's :func:`execute_case`, looked up at call time) is what the child calls with the spec dict and
-the options dict; it must be importable by name (a module-level function), as ``spawn``
-pickles it by reference. Tests pass their own.
+The next case's process is started while the current one runs and does its CPU-only
+preparation then (``warm_case``: imports, building and linking its module into the cubin
+cache), so a case's turn starts at its first launch; it touches the GPU only once told to
+go. Children ignore SIGINT (the parent owns Ctrl-C and stops them) and exit quietly when
+the parent dies.
+
+``case_fn`` (default: :func:`execute_case`) is what the child calls with the spec dict and
+the options dict; like ``warm_fn`` it must be importable by name (a module-level
+function), as ``spawn`` pickles it by reference. Tests pass their own.
 """
 
 from __future__ import annotations
@@ -55,16 +61,59 @@ def execute_case(spec: dict, options: dict) -> dict:
     return case_record(result)
 
 
-def _child(conn, case_fn, spec: dict, options: dict) -> None:
+def warm_case(spec: dict, options: dict) -> None:
+    """What a case's process does before its turn (no CUDA: the GPU belongs to the running
+    case): the imports, and the case's module built and linked into the cubin cache, so
+    that its turn starts at the first launch."""
+    from harness.cases import CaseSpec, build_case
+    from harness.compile import compile_ptx
+
+    arch = options.get("arch") or "sm_90"  # the emulator's cases report for sm_90
+    m, _, _, _ = build_case(CaseSpec(**spec), arch, instrument=True)
+    compile_ptx(m.to_ptx(), arch)
+
+
+def _watch_parent(go) -> None:
+    """In the child, after its go: when the parent dies (its end of ``go`` closes), exit at
+    once and quietly -- nobody is left to read the result or to time anything."""
+    import os
+
+    try:
+        go.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
+
+
+def _child(conn, go, case_fn, warm_fn, spec: dict, options: dict) -> None:
+    # Ctrl-C goes to the whole process group: the parent handles it (and stops us).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if warm_fn is not None:
+        try:
+            warm_fn(spec, options)
+        except BaseException:  # noqa: BLE001 - the case itself will meet it and report it
+            pass
+    try:
+        go.recv()
+    except (EOFError, OSError):
+        return  # the parent is gone (or gave up on us) before our turn
+    import threading
+
+    threading.Thread(target=_watch_parent, args=(go,), daemon=True).start()
     try:
         msg = ("ok", case_fn(spec, options))
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent as "error"
         msg = ("error", f"{type(e).__name__}: {one_line(e) or '(no message)'}",
                traceback.format_exc())
     try:
-        conn.send(msg)
-    except Exception as e:  # noqa: BLE001 - e.g. a record that does not pickle
-        conn.send(("error", f"the case's result could not be sent back: {one_line(e)}", ""))
+        try:
+            conn.send(msg)
+        except (BrokenPipeError, EOFError):
+            return  # the parent is gone: nobody to tell
+        except Exception as e:  # noqa: BLE001 - e.g. a record that does not pickle
+            conn.send(("error", f"the case's result could not be sent back: {one_line(e)}", ""))
+    except OSError:
+        return
     finally:
         conn.close()
 
@@ -78,65 +127,110 @@ def _death(exitcode) -> str:
     return f"the case's process exited with code {exitcode} without a result"
 
 
-def _stop(proc, grace_s: float) -> None:
-    proc.join(grace_s)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+class CaseProcess:
+    """One case's process: started (and warming up, with ``warm_fn``) ahead of its turn,
+    then told to go; :meth:`result` waits for its record under the timeout."""
+
+    def __init__(self, spec, options: dict, case_fn: Callable | None = None,
+                 warm_fn: Callable | None = None, ctx=None):
+        ctx = ctx or multiprocessing.get_context("spawn")
+        self.spec = spec_dict(spec)
+        self.recv, send = ctx.Pipe(duplex=False)
+        go_recv, self.go = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_child, args=(send, go_recv, case_fn or execute_case,
+                                                     warm_fn, self.spec, options),
+                                name=f"pollbench case {spec_label(self.spec)}")
+        self.proc.start()
+        send.close()  # the child holds the only writer: its death reads as EOF here
+        go_recv.close()
+
+    def result(self, timeout_s: float) -> dict:
+        """Start the case and wait for its record, with ``wall_s`` from the go to its answer
+        (or to the timeout); the process is stopped either way."""
+        t0 = time.monotonic()
+        msg, answered = None, False
+        try:
+            self.go.send("go")
+            if self.recv.poll(timeout_s):
+                answered = True
+                try:
+                    msg = self.recv.recv()
+                except (EOFError, OSError):
+                    msg = None
+        except (BrokenPipeError, OSError):
+            pass  # died before its turn: reported below
+        finally:
+            wall = time.monotonic() - t0
+            self.stop(EXIT_GRACE_S if answered else 0.0)
+        spec = self.spec
+        if not answered:
+            if self.proc.exitcode not in (None, -signal.SIGKILL):
+                return base_record(spec, "error", _death(self.proc.exitcode), wall)
+            return base_record(spec, "timeout",
+                               f"no result within {timeout_s:g} s: the case's process was killed",
+                               wall)
+        if msg is None:
+            return base_record(spec, "error", _death(self.proc.exitcode), wall)
+        if msg[0] == "ok":
+            rec = dict(msg[1])
+            rec["wall_s"] = round(wall, 3)
+            return rec
+        return base_record(spec, "error", msg[1], wall,
+                           {"traceback": msg[2]} if msg[2] else None)
+
+    def stop(self, grace_s: float = 0.0) -> None:
+        """Wait up to ``grace_s`` for the process to end, then kill it; close the pipes."""
+        self.proc.join(grace_s)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.go.close()
+        self.recv.close()
 
 
 def run_one(spec, options: dict, timeout_s: float = DEFAULT_TIMEOUT_S,
             case_fn: Callable | None = None, ctx=None) -> dict:
     """One case in a spawned child; its record, with ``wall_s`` from the child's start to
     its answer (or to the timeout)."""
-    case_fn = case_fn or execute_case
-    ctx = ctx or multiprocessing.get_context("spawn")
-    spec = spec_dict(spec)
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, case_fn, spec, options),
-                       name=f"pollbench case {spec_label(spec)}")
-    t0 = time.monotonic()
-    msg, answered = None, False
-    try:
-        proc.start()
-        send.close()  # the child holds the only writer: its death reads as EOF here
-        if recv.poll(timeout_s):
-            answered = True
-            try:
-                msg = recv.recv()
-            except (EOFError, OSError):
-                msg = None
-        wall = time.monotonic() - t0
-    finally:
-        _stop(proc, EXIT_GRACE_S if answered else 0.0)
-        recv.close()
-    if not answered:
-        return base_record(spec, "timeout",
-                           f"no result within {timeout_s:g} s: the case's process was killed",
-                           wall)
-    if msg is None:
-        return base_record(spec, "error", _death(proc.exitcode), wall)
-    if msg[0] == "ok":
-        rec = dict(msg[1])
-        rec["wall_s"] = round(wall, 3)
-        return rec
-    return base_record(spec, "error", msg[1], wall, {"traceback": msg[2]} if msg[2] else None)
+    return CaseProcess(spec, options, case_fn, ctx=ctx).result(timeout_s)
 
 
 def run_cases(specs, options: dict, timeout_s: float = DEFAULT_TIMEOUT_S,
               case_fn: Callable | None = None, on_start: Callable | None = None,
-              on_done: Callable | None = None) -> list:
+              on_done: Callable | None = None, warm_fn: Callable | None = None) -> list:
     """Every spec, one after the other (timings must not share the GPU), each in its own
-    process; their records in order. ``on_start(spec_dict)`` and ``on_done(record)`` are
-    called around each case (a progress bar)."""
+    process; their records in order. The next case's process starts (and runs ``warm_fn``)
+    while the current one runs. A case the executor cannot run is a skip without a process.
+    ``on_start(spec_dict)`` and ``on_done(record)`` are called around each case (a progress
+    bar). On an exception (Ctrl-C, a signal) every process is stopped; the records so far
+    are what ``on_done`` saw."""
+    from harness.cases import CaseSpec, unsupported_reason
+
     ctx = multiprocessing.get_context("spawn")
-    records = []
-    for spec in specs:
-        spec = spec_dict(spec)
-        if on_start:
-            on_start(spec)
-        rec = run_one(spec, options, timeout_s, case_fn, ctx)
-        records.append(rec)
-        if on_done:
-            on_done(rec)
+    specs = [spec_dict(s) for s in specs]
+    skips = [unsupported_reason(CaseSpec(**s)) for s in specs]
+    runnable = [i for i, why in enumerate(skips) if not why]
+
+    def launch(i):
+        return CaseProcess(specs[i], options, case_fn, warm_fn, ctx)
+
+    records, ahead = [], {}
+    try:
+        for i, spec in enumerate(specs):
+            if on_start:
+                on_start(spec)
+            if skips[i]:
+                rec = base_record(spec, "skip", skips[i], 0.0)
+            else:
+                proc = ahead.pop(i, None) or launch(i)
+                later = [j for j in runnable if j > i][:1]
+                for j in later:  # the next one warms up meanwhile
+                    ahead[j] = launch(j)
+                rec = proc.result(timeout_s)
+            records.append(rec)
+            if on_done:
+                on_done(rec)
+    finally:
+        for proc in ahead.values():
+            proc.stop()
     return records

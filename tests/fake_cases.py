@@ -47,3 +47,32 @@ def unsupported(spec, options):
 
     type(get_workload(spec["workload"])).requires_spawn = True
     return execute_case(spec, options)
+
+
+def stamp_warm(spec, options):
+    """A warm-up that leaves a mark: ``<dir>/<dispatch>.warm`` holding its start time."""
+    with open(os.path.join(options["dir"], f"{spec['dispatch']}.warm"), "w") as f:
+        f.write(repr(time.time()))
+
+
+def stamped(spec, options):
+    """A case that reports its warm-up's mark and its own start and end times."""
+    d = options["dir"]
+    t0 = time.time()
+    time.sleep(options.get("sleep", 0))
+    with open(os.path.join(d, f"{spec['dispatch']}.warm")) as f:
+        warm = float(f.read())
+    return {"spec": spec, "status": "pass", "message": None,
+            "extra": {"warm": warm, "start": t0, "end": time.time()}}
+
+
+def orphan_case(spec, options):
+    """Kills its parent (SIGKILL), then finishes its work as if nothing happened: a child
+    must exit quietly when its parent is gone, not print tracebacks later."""
+    import signal
+
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(2)
+    with open(os.path.join(options["dir"], "still_running"), "w") as f:
+        f.write(str(os.getpid()))
+    return {"spec": spec, "status": "pass", "message": None}

@@ -14,8 +14,8 @@ def _run(*argv):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["run", "--executor", "nope"], "unknown executor 'nope'"),
-    (["run", "--workload", "nope", "--backend", "emu"], "unknown workload 'nope'"),
+    (["run", "--executor", "nope"], "argument --executor: invalid choice: 'nope'"),
+    (["run", "--workload", "nope", "--backend", "emu"], "argument --workload: invalid choice"),
     (["inspect", "--arch", "sm_9x"], "unknown architecture 'sm_9x'"),
     (["ptx", "block_on", "seed_demo", "--arch", "gfx90a"], "unknown architecture"),
     (["ptx", "nope", "seed_demo", "--arch", "sm_90"], "unknown executor"),
@@ -51,10 +51,10 @@ def test_inspect_without_gpu(capsys):
 def test_run_on_emulator(capsys, tmp_path):
     assert main(["run", "--backend", "emu", "--ntasks", "64", "--granularity", "warp",
                  "--executor", "block_on", "--workload", "seed_demo", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "EMULATOR" in out and "3 passed, 0 failed" in out  # inline, direct, indirect
     written = list(tmp_path.glob("emulator/*.json"))
-    assert len(written) == 1 and f"results: {written[0]}" in out
+    assert len(written) == 1 and f"results: {written[0]}" in err
 
 
 def test_list(capsys):

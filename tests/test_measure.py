@@ -152,6 +152,26 @@ def test_max_samples_stops_a_noisy_run():
     assert stats.samples == 20 and not stats.converged and not stats.timed_out
 
 
+def test_noise_that_settles_above_max_noise_stops_the_run():
+    """Stationary 1% noise never gets under 0.5%: NVBench's rule stops once the noise
+    estimate stops changing, long before max_samples."""
+    rng = np.random.default_rng(5)
+    xs = [(float(v), None) for v in rng.normal(1.0, 0.01, 10_000)]
+    stats = run_protocol(feed(xs), TimingConfig(max_noise=0.005), max_clock_mhz=None,
+                         clock=FakeClock())
+    assert stats.settled and not stats.converged and not stats.timed_out
+    assert 64 < stats.samples <= 1024 and stats.samples % 16 == 0  # not 10,000
+    assert stats.rel_stddev == pytest.approx(0.01, rel=0.3)
+
+
+def test_noise_still_growing_does_not_count_as_settled():
+    # the spread doubles every 100 samples: the noise estimate keeps rising
+    xs = [(1.0 + (-1) ** i * 0.001 * 2 ** (i / 100), None) for i in range(600)]
+    stats = run_protocol(feed(xs), TimingConfig(max_noise=1e-4, max_samples=600),
+                         max_clock_mhz=None, clock=FakeClock())
+    assert not stats.settled and stats.samples == 600
+
+
 def test_samples_under_75_percent_of_the_max_clock_are_rejected():
     # 1400 MHz < 0.75 * 1980 = 1485: rejected, and their (slow) times are not in the stats
     xs = [(9.0, 1400.0), (9.0, 1484.0)] + [(1.0, 1980.0)] * 5 + [(9.0, 345.0)] + [(1.0, 1490.0)] * 5

@@ -70,3 +70,43 @@ def test_unsupported_pair_is_a_skip():
     rec = orchestrate.run_one(_spec(), EMU, timeout_s=10, case_fn=fake_cases.unsupported)
     assert rec["status"] == "skip" and "no run queue" in rec["message"], rec
     _valid([rec])
+
+
+def test_the_next_case_warms_up_while_the_current_one_runs(tmp_path):
+    """Case 2's process runs its warm-up during case 1 (before case 1 ends), and only
+    runs the case itself after case 1 answered."""
+    opts = {**EMU, "dir": str(tmp_path), "sleep": 1.5}
+    records = orchestrate.run_cases([_spec(dispatch="direct"), _spec(dispatch="indirect")],
+                                    opts, timeout_s=30, case_fn=fake_cases.stamped,
+                                    warm_fn=fake_cases.stamp_warm)
+    first, second = (r["extra"] for r in records)
+    assert second["warm"] < first["end"]  # warmed up meanwhile
+    assert second["start"] >= first["end"]  # but its turn came after
+    assert [r["status"] for r in records] == ["pass", "pass"]
+
+
+def test_an_unsupported_pair_is_skipped_without_a_process():
+    records = orchestrate.run_cases([_spec(workload="fan_out")], EMU, timeout_s=5,
+                                    case_fn=fake_cases.hanging)
+    assert records[0]["status"] == "skip" and "no run queue" in records[0]["message"]
+    assert records[0]["wall_s"] == 0.0  # a hanging case_fn was never called
+
+
+def test_a_child_whose_parent_dies_exits_quietly(tmp_path):
+    """A parent killed with SIGKILL mid-case: the case's process exits at once (it does
+    not finish its case and print a BrokenPipe traceback later)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]\n"
+            "import fake_cases\nfrom harness import orchestrate\n"
+            f"orchestrate.run_one({_spec()!r}, {{'dir': {str(tmp_path)!r}}}, timeout_s=30, "
+            "case_fn=fake_cases.orphan_case)\n")
+    here = __import__("os").path.dirname(__file__)
+    root = __import__("os").path.dirname(here)
+    p = subprocess.run([sys.executable, "-c", code, here, root], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == -9
+    time.sleep(3.0)  # the orphan would have written its file and answered by now
+    assert not (tmp_path / "still_running").exists()
+    assert "Traceback" not in p.stderr

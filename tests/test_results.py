@@ -236,7 +236,7 @@ def test_a_process_killed_mid_write_leaves_no_partial_file(tmp_path):
     assert not (tmp_path / "new.json").exists()
     left = sorted(os.listdir(tmp_path))
     assert [n for n in left if n.endswith(".json")] == ["old.json"]
-    assert all(n.startswith(".old.json.") and n.endswith(".tmp") for n in left if n != "old.json")
+    assert all(n.startswith(".pollbench-") and n.endswith(".tmp") for n in left if n != "old.json")
 
 
 # ---- compare -----------------------------------------------------------------------------
@@ -399,8 +399,11 @@ def test_run_no_save_and_usage_errors(tmp_path, capsys, monkeypatch):
     assert main(_run_args(tmp_path, "--no-save")) == 1
     assert "error: block_on/seed_demo/direct/warp: RuntimeError: boom" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-    assert main(_run_args(tmp_path, "--case-timeout", "0")) == 2
-    assert capsys.readouterr().err.strip() == "pollbench: error: --case-timeout must be positive, not 0"
+    with pytest.raises(SystemExit) as stop:  # argparse refuses it, before anything runs
+        main(_run_args(tmp_path, "--case-timeout", "0"))
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == ("pollbench: error: argument --case-timeout: "
+                                               "must be greater than 0 seconds, not 0")
 
 
 def test_ctrl_c_keeps_the_finished_cases(tmp_path, monkeypatch, capsys):
@@ -409,16 +412,17 @@ def test_ctrl_c_keeps_the_finished_cases(tmp_path, monkeypatch, capsys):
     from harness.cli import main
     from harness.results import load
 
-    real = orchestrate.run_one
+    real = orchestrate.CaseProcess.result
     calls = []
 
-    def one_then_interrupt(*a, **kw):
+    def one_then_interrupt(self, *a, **kw):
         calls.append(1)
         if len(calls) > 1:
+            self.stop()
             raise KeyboardInterrupt
-        return real(*a, **kw)
+        return real(self, *a, **kw)
 
-    monkeypatch.setattr(orchestrate, "run_one", one_then_interrupt)
+    monkeypatch.setattr(orchestrate.CaseProcess, "result", one_then_interrupt)
     rc = main(["run", "--backend", "emu", "--ntasks", "32", "--executor", "block_on",
                "--workload", "seed_demo", "--granularity", "thread", "--out", str(tmp_path)])
     assert rc == 130

@@ -7,7 +7,7 @@ Importing this package touches no driver. Public API::
     measure(launch, rt, config=None) -> Stats                    # launch(): enqueue on rt.stream
     measure_kernel(rt, kernel, grid, block, *args, shared=0, config=None) -> Stats
     Stats: median_ms min_ms max_ms mean_ms q1_ms q3_ms rel_stddev samples rejected
-           sm_clock_mhz graph_batch max_clock_mhz converged timed_out cold elapsed_s
+           sm_clock_mhz graph_batch max_clock_mhz converged settled timed_out cold elapsed_s
            samples_ms notes; .to_dict(include_samples=True)
     run_protocol(take_sample, config, max_clock_mhz=...) -> Stats   # the loop, GPU-free
     NvmlSampler(device_index=0, pci_bus_id=None, interval_s=0.01)  # context manager

@@ -3,14 +3,15 @@
     environment(backend, device=0) -> dict      # GPU, driver, CUDA, packages, git sha, time
     case_record(CaseResult, wall_s) -> dict     # one case; base_record() for timeout/error/skip
     document(environment, argv, config, cases) -> dict
-    save(doc, out_dir) -> Path                  # atomic, results/<machine>/<time>-<sha>.json
+    save(doc, out_dir) -> Path                  # atomic, exclusive: <machine>/<time>-<sha>.json
+    version_string() -> str                     # "pollbench 0.1.0 (git 7fb269c1a2b3)"
     load(path) -> dict                          # ResultsError (one line) if it is not one
     validate(doc)                               # against schema-v1.json (needs jsonschema)
     compare(doc_a, doc_b) -> Comparison         # pollbench compare
 """
 
 from harness.results.compare import Comparison, compare, median_ci
-from harness.results.environment import environment, git_sha, machine_name
+from harness.results.environment import environment, git_sha, machine_name, version_string
 from harness.results.records import (
     SCHEMA_VERSION,
     STATUSES,
@@ -58,5 +59,6 @@ __all__ = [
     "spec_key",
     "spec_label",
     "validate",
+    "version_string",
     "write_atomic",
 ]

@@ -2,11 +2,15 @@
 
 Everything here is best effort: a figure that cannot be had (no NVML, no git checkout, a
 package not installed) is ``None``, never an exception.
+
+``setup.py`` loads this file by path to record the commit at build time, so what it imports
+at module level must stay in the standard library.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import re
 import socket
@@ -16,6 +20,8 @@ from pathlib import Path
 PACKAGES = ("cuda-core", "cuda-bindings", "nvidia-nvjitlink", "numpy", "nvidia-ml-py")
 
 _SHA = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # harness/results/ -> the tree holding harness/
+BUILD_INFO = "harness/_build_info.json"  # written by setup.py's build_py; not in git
 
 
 def utc_now() -> str:
@@ -38,12 +44,23 @@ def _read(path: Path) -> str | None:
 
 
 def git_sha(root: Path | None = None) -> str | None:
-    """The commit checked out at ``root`` (default: the source tree pollbench runs from),
-    read from ``.git`` without running git; None when ``root`` is not a checkout (an
-    installed wheel) or the ref cannot be resolved. Worktrees (``.git`` a file) and
-    packed refs are followed. Uncommitted changes are not detected."""
-    if root is None:
-        root = Path(__file__).resolve().parents[2]  # harness/results/ -> the source tree
+    """The commit pollbench at ``root`` (default: the tree it runs from) was made from:
+    when ``root`` is a git checkout, its HEAD, read from ``.git`` without running git
+    (worktrees, ``.git`` a file, and packed refs are followed; uncommitted changes are not
+    detected); else the commit recorded at install time in ``root/harness/_build_info.json``
+    (an installed wheel has no ``.git``); else None."""
+    root = SOURCE_ROOT if root is None else Path(root)
+    if (root / ".git").exists():  # a checkout says what it is now, whatever was built
+        return _checkout_sha(root)
+    try:
+        sha = json.loads((root / BUILD_INFO).read_text()).get("git_sha")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sha if isinstance(sha, str) and _SHA.match(sha) else None
+
+
+def _checkout_sha(root: Path) -> str | None:
+    """HEAD of the checkout at ``root``; None when the ref cannot be resolved."""
     dotgit = root / ".git"
     if dotgit.is_file():  # a worktree or submodule: "gitdir: <path>"
         text = _read(dotgit) or ""
@@ -74,6 +91,30 @@ def git_sha(root: Path | None = None) -> str | None:
         if len(parts) == 2 and parts[1] == ref and _SHA.match(parts[0]):
             return parts[0]
     return None
+
+
+def pollbench_version() -> str:
+    """The installed distribution's version; from a source tree that is not installed,
+    ``pyproject.toml``'s (``harness.__version__`` when neither can be read)."""
+    version = _version("pollbench")
+    if version:
+        return version
+    try:
+        import tomllib  # Python 3.11+
+
+        return str(tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())
+                   ["project"]["version"])
+    except (ImportError, OSError, ValueError, KeyError, TypeError):
+        import harness
+
+        return harness.__version__
+
+
+def version_string() -> str:
+    """``pollbench 0.1.0 (git 7fb269c1a2b3)``, ``(git unknown)`` when :func:`git_sha` has
+    no commit: what ``pollbench --version`` prints."""
+    sha = git_sha()
+    return f"pollbench {pollbench_version()} (git {sha[:12] if sha else 'unknown'})"
 
 
 def _nvml_info(pci_bus_id: str | None) -> dict:
@@ -171,16 +212,13 @@ def environment(backend: str, device: int = 0) -> dict:
     On the emulator ``gpu`` is None (the figures are the emulator's, whatever GPU the
     machine has); on a GPU it describes CUDA device ``device``.
     """
-    import harness
-
     return {
         "backend": backend,
         "time_utc": utc_now(),
         "hostname": socket.gethostname(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "pollbench": {"version": _version("pollbench") or harness.__version__,
-                      "git_sha": git_sha()},
+        "pollbench": {"version": pollbench_version(), "git_sha": git_sha()},
         "packages": {name: _version(name) for name in PACKAGES},
         "nvjitlink": _nvjitlink(),
         "gpu": gpu_info(device) if backend == "gpu" else None,
