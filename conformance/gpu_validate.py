@@ -52,7 +52,7 @@ def figures(executor: str, backend_name: str, ntasks: int, repeats: int) -> list
 
 
 def backoff_sweep() -> list:
-    from executors.backoff import sweep
+    from experiments.backoff_sweep import sweep
     from harness.backend import GpuBackend
 
     with GpuBackend(timeout_s=20.0) as be:

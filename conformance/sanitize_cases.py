@@ -23,7 +23,7 @@ def run(executors, workloads, backend_name: str, ntasks: int, block: int) -> int
 
     from executors import get_executor
     from harness.backend import EmuBackend, GpuBackend
-    from harness.cases import CaseSpec, Unsupported, _verdict, build_case
+    from harness.cases import CaseSpec, Unsupported, build_case, verdict
 
     be = GpuBackend() if backend_name == "gpu" else EmuBackend()
     failed = total = 0
@@ -47,12 +47,12 @@ def run(executors, workloads, backend_name: str, ntasks: int, block: int) -> int
                             ex.launch(be, kernel, -(-ntasks // block), block,
                                       [frames, np.uint32(ntasks), args, be.stop_ptr(), 0],
                                       checked=True)
-                            verdict = _verdict(wl.read_output(be, out, ntasks),
-                                               wl.reference(inputs, ntasks))
+                            outcome = verdict(wl.read_output(be, out, ntasks),
+                                              wl.reference(inputs, ntasks))
                         except Exception as exc:  # a case's failure is reported, not fatal
-                            verdict = f"ERROR: {exc}"
-                        print(f"{spec.label}: {verdict}", flush=True)
-                        failed += verdict != "pass"
+                            outcome = f"ERROR: {exc}"
+                        print(f"{spec.label}: {outcome}", flush=True)
+                        failed += outcome != "pass"
     print(f"{failed} of {total} cases failed")
     return failed
 

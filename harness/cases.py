@@ -91,7 +91,8 @@ def build_case(spec: CaseSpec, arch: str = "sm_90", instrument: bool = False):
     return m, kernel, baseline, wl
 
 
-def _verdict(got: np.ndarray, want: np.ndarray) -> str:
+def verdict(got: np.ndarray, want: np.ndarray) -> str:
+    """"pass", or how many outputs differ from the reference and the first that does."""
     if got.shape != want.shape:
         return f"FAIL: {got.size} outputs, expected {want.size}"
     bad = np.flatnonzero(got != want)
@@ -176,7 +177,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
     launch_args = [frames, np.uint32(n), args, stop, 0]
     ex = get_executor(spec.executor)
     first = ex.launch(backend, kernel, grid, spec.block, launch_args, checked=True)
-    check = _verdict(wl.read_output(backend, out, n), want)
+    check = verdict(wl.read_output(backend, out, n), want)
     if kernel.error_offset is not None:
         code = int(backend.read(frames + kernel.error_offset, np.uint32, 1)[0])
         if code:
@@ -191,7 +192,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
     if baseline:
         base_args, base_out = wl.upload(backend, inputs, n)
         b = backend.launch(baseline, grid, spec.block, [base_args, np.uint32(n)], checked=True)
-        res.baseline_check = _verdict(wl.read_output(backend, base_out, n), want)
+        res.baseline_check = verdict(wl.read_output(backend, base_out, n), want)
         if b.instructions is not None:
             res.baseline_instructions_per_task = b.instructions / n
     if backend.name == "gpu" and res.ok:

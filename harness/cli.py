@@ -1,4 +1,4 @@
-"""pollbench: list | ptx | inspect | run | compare | explain.
+"""pollbench: list | ptx | inspect | run | selftest | sweep | compare | explain.
 
 Every user error (a bad option value, an unknown name, a bad arch, no driver, an unwritable
 output folder, an unreadable results file) is one line on stderr and exit code 2, before
@@ -145,20 +145,23 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def _selftest(args, backend) -> int:
+def cmd_selftest(args) -> int:
+    """The op table's differential self-tests (on a GPU: against the emulator's bits)."""
+    from harness.backend import make_backend
     from harness.difftest import all_cases, check_case
     from harness.report import console, difftest_table
 
     rows = []
     cases = all_cases()
-    with _progress(len(cases), "self-tests") as step:
+    with make_backend(args.backend, args.device) as backend, \
+            _progress(len(cases), "self-tests") as step:
         for case in cases:
             if "traps" in case.tags and backend.name == "gpu":
                 continue  # a trap poisons the context: the gpu test suite isolates it
             verdict, run = check_case(case, backend, args.seed, backend.name == "gpu")
             rows.append((case, verdict, run))
             step()
-    console.print(difftest_table(rows, backend.name))
+        console.print(difftest_table(rows, backend.name))
     failed = sum(v != "pass" for _, v, _ in rows)
     console.print(f"{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
@@ -169,9 +172,11 @@ def _progress(total: int, what: str):
 
     from rich.progress import Progress
 
+    from harness.report import err_console
+
     @contextlib.contextmanager
     def bar():
-        with Progress(transient=True, console=__import__("harness.report").report.err_console) as p:
+        with Progress(transient=True, console=err_console) as p:
             task = p.add_task(what, total=total)
             yield lambda: p.advance(task)
 
@@ -239,24 +244,17 @@ class _SignalsHeld:
         signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
 
 
-def _backoff_sweep(args, backend) -> int:
-    """``run --backoff-sweep``: wake-to-poll latency against the issue slots left to
-    co-resident compute, for embassy (spinning) and backoff at each min/max sleep."""
-    from rich.table import Table
+def cmd_sweep(args) -> int:
+    """Wake-to-poll latency against the issue slots left to co-resident compute, for
+    embassy (spinning) and backoff at each min/max sleep (GPU only)."""
+    from experiments.backoff_sweep import sweep
+    from harness.backend import make_backend
+    from harness.report import console, sweep_table
 
-    from executors.backoff import sweep
-    from harness.report import console
-
-    rows = sweep(backend, seed=args.seed)
-    t = Table(title="backoff sweep: ping_pong beside a co-resident FMA kernel")
-    cols = ("executor", "min_ns", "max_ns", "latency_ns_alone", "latency_ns_beside",
-            "compute_share", "overlap", "check")
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("executor", "check") else "right")
-    for r in rows:
-        t.add_row(*(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-"))
-                    for c in cols))
-    console.print(t)
+    _backend_name("gpu", args.device)
+    with make_backend("gpu", args.device) as backend:
+        rows = sweep(backend, seed=args.seed)
+    console.print(sweep_table(rows))
     return 0 if all(r.get("check") == "pass" for r in rows) else 1
 
 
@@ -282,11 +280,6 @@ def cmd_run(args) -> int:
     option and the output folder are checked first; Ctrl-C and SIGTERM save what finished."""
     from harness.results import document, environment
 
-    if args.selftest or args.backoff_sweep:
-        from harness.backend import make_backend
-
-        with make_backend(args.backend, args.device) as backend:
-            return (_selftest if args.selftest else _backoff_sweep)(args, backend)
     timing = _timing_options(args)
     backend = _backend_name(args.backend, args.device)
     specs = _specs(args, backend)
@@ -491,10 +484,6 @@ def parser() -> argparse.ArgumentParser:
                     help="flush L2 before every sample (no graph batching)")
     sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0,
                     help="seed of the random inputs (default 0)")
-    sp.add_argument("--backoff-sweep", action="store_true",
-                    help="GPU only: backoff's min/max sleep against latency and co-resident compute")
-    sp.add_argument("--selftest", action="store_true",
-                    help="run the op table's differential self-tests instead")
     sp.add_argument("--case-timeout", type=_positive("seconds"), default=DEFAULT_TIMEOUT_S,
                     metavar="SECONDS",
                     help="wall-clock limit of one case from its turn; the case is then "
@@ -509,6 +498,19 @@ def parser() -> argparse.ArgumentParser:
                     help="print the case records as JSON on stdout instead of the table")
     common(sp, arch=False)
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("selftest", help="the op table's differential self-tests "
+                        "(GPU against the emulator; emulator against numpy)")
+    sp.add_argument("--backend", choices=["gpu", "emu"], help="default: gpu when present")
+    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0)
+    common(sp, arch=False)
+    sp.set_defaults(func=cmd_selftest)
+
+    sp = sub.add_parser("sweep", help="GPU: backoff's min/max sleep against wake-to-poll "
+                        "latency and the issue slots left to co-resident compute")
+    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0)
+    common(sp, arch=False)
+    sp.set_defaults(func=cmd_sweep)
 
     sp = sub.add_parser("compare", help="per-case B/A ratios of two results files")
     sp.add_argument("a", metavar="A", help="results file (the reference)")

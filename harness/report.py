@@ -385,3 +385,17 @@ def resources_table(title: str, rows: list) -> Table:
                   _fmt(occ.blocks_per_sm if occ else None),
                   f"{occ.fraction:.0%}" if occ else "-", occ.limiter if occ else "-")
     return t
+
+
+def sweep_table(rows: list) -> Table:
+    """``pollbench sweep``: one row per executor setting (``experiments.backoff_sweep``)."""
+    t = Table(title="backoff sweep: ping_pong beside a co-resident FMA kernel")
+    cols = ("executor", "min_ns", "max_ns", "latency_ns_alone", "latency_ns_beside",
+            "compute_share", "overlap", "check")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("executor", "check") else "right",
+                     no_wrap=c != "check")
+    for r in rows:
+        t.add_row(*(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-"))
+                    for c in cols))
+    return t

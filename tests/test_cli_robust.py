@@ -155,3 +155,15 @@ def test_no_gpu_says_the_emulator_is_used(tmp_path):
              "--dispatch", "inline", "--granularity", "thread", "--out", str(tmp_path))
     first = r.stderr.splitlines()[0]
     assert r.returncode == 0 and first.startswith("pollbench: no GPU (") and "emulator" in first
+
+
+def test_selftest_and_sweep_are_subcommands(capsys):
+    assert cli.main(["selftest", "--backend", "emu"]) == 0
+    assert " passed, 0 failed" in capsys.readouterr().out
+    from harness.gpu import gpu_available
+
+    if not gpu_available():  # the sweep measures co-resident kernels: a GPU or a clear no
+        r = _run("sweep")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    r = _run("run", "--selftest")
+    assert r.returncode == 2 and "unrecognized arguments: --selftest" in r.stderr

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from conformance.helpers import bump, probe_root, row_addr, run_root
-from executors import coresident, get_executor
-from executors.backoff import Backoff, sweep
+from executors import get_executor
+from experiments import coresident
+from executors.backoff import Backoff
+from experiments.backoff_sweep import sweep
 from harness.backend import EmuBackend
 from harness.cases import CaseSpec, run_case
 from harness.compile import compile_ptx

@@ -1,0 +1,91 @@
+"""The backoff sweep: ``backoff``'s min/max sleep against wake-to-poll latency and the issue
+slots left to a co-resident compute kernel (``pollbench sweep``, GPU only). An experiment
+over executors, not an executor: it runs ``ping_pong`` under ``embassy`` and ``backoff``
+beside ``experiments.coresident``'s ``fma_spin``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from executors.backoff import DEFAULT_FACTOR, Backoff
+from executors.embassy import Embassy
+from experiments import coresident
+from harness.errors import PollbenchError
+from harness.ptx import Module
+
+# (min_ns, max_ns) pairs of the default sweep, from "about one atomic" to "tens of µs"
+DEFAULT_SWEEP = ((32, 256), (128, 1024), (128, 4096), (512, 16384), (2048, 65536))
+
+
+
+def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, rounds: int = 256,
+          pairs_per_block: int = 256, compute_block: int = 256, compute_blocks_per_sm: int = 2,
+          seed: int = 0) -> list:
+    """Wake-to-poll latency against the issue slots left to co-resident compute, for
+    ``embassy`` (spinning idle workers) and ``backoff`` at each ``(min_ns, max_ns)``.
+
+    Setup (GPU only): ``ping_pong`` with one block of ``2 * pairs_per_block`` threads per
+    SM (every worker is idle about half the time: its task waits for its peer's reply),
+    and ``experiments.coresident``'s ``fma_spin`` on a second stream with
+    ``compute_blocks_per_sm`` blocks of ``compute_block`` threads per SM. For each setting:
+    ping_pong alone (checked, then timed), then ping_pong with fma_spin beside it for half
+    of ping_pong's alone time. Each row: ``latency_ns_alone``/``latency_ns_beside`` (mean
+    wake-to-poll over that run's messages), ``compute_share`` (fma_spin's FMA rate beside
+    the executor / alone: the issue slots the executor left over), ``overlap`` (the share
+    of the compute window the executor was still running), ``executor_ms_*`` and the
+    correctness ``check``.
+    """
+    from harness.cases import verdict
+    from workloads.ping_pong import COUNT, SUM, PingPongWorkload
+
+    if backend.name != "gpu":
+        raise PollbenchError("the backoff sweep measures co-resident kernels: it needs a GPU")
+    sms = backend.rt.sm_count
+    block = 2 * pairs_per_block
+    n = sms * block
+    wl = PingPongWorkload(rounds)
+    inputs = wl.make_inputs(np.random.default_rng(seed), n)
+    want = wl.reference(inputs, n)
+    cgrid = sms * compute_blocks_per_sm
+    variants = [("embassy", Embassy())] + [("backoff", Backoff(lo, hi, factor))
+                                           for lo, hi in settings]
+    rows = []
+    for label, ex in variants:
+        m = Module(arch=backend.arch)
+        kernel = ex.build(m, wl.root())
+        coresident.build(m)
+        backend.load(m)
+        args, out = wl.upload(backend, inputs, n)
+        stats = wl.input_buffer(backend, args, "stats")
+        frames = backend.alloc(kernel.frames_bytes(n))
+        launch_args = [frames, np.uint32(n), args, backend.stop_ptr(), 0]
+
+        def latency(run):
+            before = backend.read(stats, np.uint64, 4 * n).reshape(4, n)
+            result = run()
+            after = backend.read(stats, np.uint64, 4 * n).reshape(4, n)
+            count = int(after[COUNT].sum() - before[COUNT].sum())
+            return result, float(after[SUM].sum() - before[SUM].sum()) / max(count, 1)
+
+        ex.launch(backend, kernel, sms, block, launch_args, checked=True)
+        check = verdict(wl.read_output(backend, out, n), want)
+        alone, lat_alone = latency(lambda: ex.launch(backend, kernel, sms, block, launch_args))
+        duration = int(alone.time_ms * 0.5e6)
+        compute = coresident.run_alone(backend, cgrid, compute_block, duration)
+
+        def start_executor():  # queued, not waited for: fma_spin must start beside it
+            ex.prepare(backend, kernel, sms, block, launch_args)
+            backend.rt.launch(backend.module.kernel(kernel.name), sms, block, *launch_args,
+                              check=False)
+
+        beside, lat_beside = latency(lambda: coresident.run_beside(
+            backend, start_executor, cgrid, compute_block, duration))
+        rows.append({"executor": label, "min_ns": getattr(ex, "min_ns", None),
+                     "max_ns": getattr(ex, "max_ns", None), "factor": getattr(ex, "factor", None),
+                     "check": check, "executor_ms_alone": alone.time_ms,
+                     "executor_ms_beside": beside["executor_ms"],
+                     "latency_ns_alone": lat_alone, "latency_ns_beside": lat_beside,
+                     "compute_share": beside["fma_per_s"] / compute,
+                     "overlap": beside["overlap"], "compute_window_ms": duration * 1e-6,
+                     "compute_fma_per_s_alone": compute})
+    return rows
