@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from executors import EXECUTORS, get_executor
+from executors.base import LaunchArgs
 from harness.futures import FnBuilder
 from harness.futures.lib import AsyncFn, LeafFuture
 from harness.ptx import Module
@@ -82,10 +83,10 @@ def run_root(executor: str, root, n: int, backend, rows: int, init: dict | None 
     for r, values in (init or {}).items():
         table[ROW0 // 4 + r * n: ROW0 // 4 + (r + 1) * n] = values
     args = backend.to_device(table)
-    frames = backend.alloc(kernel.frames_bytes(n))
+    run = LaunchArgs.allocate(backend, kernel, n, args)
+    frames = run.frames
     grid, block = geometry or default_geometry(executor, n)
-    launch = ex.launch(backend, kernel, grid, block,
-                       [frames, np.uint32(n), args, backend.stop_ptr(), 0], checked=True)
+    launch = ex.launch(backend, kernel, grid, block, run, checked=True)
     out = backend.read(args, np.uint32, table.size)[ROW0 // 4:].reshape(rows, n)
     error = 0
     if kernel.error_offset is not None:

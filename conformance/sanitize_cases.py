@@ -22,6 +22,7 @@ def run(executors, workloads, backend_name: str, ntasks: int, block: int) -> int
     import numpy as np
 
     from executors import get_executor
+    from executors.base import LaunchArgs
     from harness.backend import EmuBackend, GpuBackend
     from harness.cases import CaseSpec, Unsupported, build_case, verdict
 
@@ -43,9 +44,8 @@ def run(executors, workloads, backend_name: str, ntasks: int, block: int) -> int
                             be.load(m)
                             inputs = wl.make_inputs(np.random.default_rng(1), ntasks)
                             args, out = wl.upload(be, inputs, ntasks)
-                            frames = be.alloc(kernel.frames_bytes(ntasks))
                             ex.launch(be, kernel, -(-ntasks // block), block,
-                                      [frames, np.uint32(ntasks), args, be.stop_ptr(), 0],
+                                      LaunchArgs.allocate(be, kernel, ntasks, args),
                                       checked=True)
                             outcome = verdict(wl.read_output(be, out, ntasks),
                                               wl.reference(inputs, ntasks))

@@ -27,7 +27,7 @@ from conformance.helpers import (
     bump, executor_names, poll_gap_bound, probe_leaf, probe_root, row_addr, run_root,
 )
 from executors import get_executor
-from executors.base import ERROR_POOL_FULL
+from executors.base import ERROR_POOL_FULL, LaunchArgs
 from harness.backend import EmuBackend
 from harness.cases import CaseSpec, Unsupported, build_case, run_case
 from harness.emu import EmuHang
@@ -146,8 +146,7 @@ def test_no_lost_wakeups_under_100_random_schedules_emulator(executor):
         inputs = wl.make_inputs(rng, 2)
         inputs["rounds"][:] = 2
         args, out = wl.upload(be, inputs, 2)
-        frames = be.alloc(kernel.frames_bytes(2))
-        ex.launch(be, kernel, 1, 2, [frames, np.uint32(2), args, be.stop_ptr(), 0], checked=True)
+        ex.launch(be, kernel, 1, 2, LaunchArgs.allocate(be, kernel, 2, args), checked=True)
         got = wl.read_output(be, out, 2)
         assert (got == wl.reference(inputs, 2)).all(), f"seed {seed}: {got}"
 

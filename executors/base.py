@@ -15,7 +15,9 @@ An executor whose host side is not "one launch" (the CUDA-graph executor) overri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from harness.errors import PollbenchError
 from harness.futures import FutureDef
@@ -73,6 +75,33 @@ class ExecutorKernel:
         return self.state_bytes + records_bytes(self.rows, self.task_capacity(ntasks))
 
 
+@dataclass(frozen=True)
+class LaunchArgs:
+    """An executor kernel's parameters by name (``KERNEL_PARAMS``, in that order): the host
+    side reads fields, never positions."""
+
+    frames: int  # executor state, then the task records (``ExecutorKernel.frames_bytes``)
+    ntasks: int  # roots
+    args: int  # the workload's argument table
+    stop: int  # the host's u32 stop flag
+    counters: int = 0  # per-thread counters of instrumented builds, else 0
+
+    @classmethod
+    def allocate(cls, backend, kernel: ExecutorKernel, ntasks: int, args: int,
+                 counters: int = 0) -> LaunchArgs:
+        """A (poisoned) frames buffer of the size ``kernel`` needs for ``ntasks`` roots
+        (the one place a task pool is sized), and the backend's stop flag."""
+        return cls(backend.alloc(kernel.frames_bytes(ntasks)), ntasks, args,
+                   backend.stop_ptr(), counters)
+
+    def with_counters(self, counters: int) -> LaunchArgs:
+        return replace(self, counters=counters)
+
+    def params(self) -> list:
+        """The kernel's parameter values, in order, typed for the launch."""
+        return [self.frames, np.uint32(self.ntasks), self.args, self.stop, self.counters]
+
+
 STOP_EVERY = 64  # run-loop iterations between looks at the clock for a stop check
 # ns between a thread's reads of the host's stop flag. The flag is host-mapped memory: every
 # read crosses PCIe, and ~10^5 resident threads reading it every few µs saturate the link
@@ -111,22 +140,23 @@ class Executor:
         beyond the roots."""
         raise NotImplementedError
 
-    def prepare(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
+    def prepare(self, backend, kernel: ExecutorKernel, grid, block, run: LaunchArgs) -> None:
         """What precedes every run, timed runs too, in stream order: zero the executor's
         state (queues and pool counters start empty). Executors that check the launch or
         zero more override this."""
-        backend.zero(args[0], kernel.state_bytes)
+        backend.zero(run.frames, kernel.state_bytes)
 
-    def launch(self, backend, kernel: ExecutorKernel, grid, block, args, checked: bool = False):
+    def launch(self, backend, kernel: ExecutorKernel, grid, block, run: LaunchArgs,
+               checked: bool = False):
         """Run the executor once over all tasks: ``prepare``, then one kernel launch."""
-        self.prepare(backend, kernel, grid, block, args)
-        return backend.launch(kernel.name, grid, block, args, checked=checked,
+        self.prepare(backend, kernel, grid, block, run)
+        return backend.launch(kernel.name, grid, block, run.params(), checked=checked,
                               shared=kernel.dynamic_smem)
 
-    def enqueue(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
+    def enqueue(self, backend, kernel: ExecutorKernel, grid, block, run: LaunchArgs) -> None:
         """Queue one run without waiting (the timed form of ``launch``)."""
-        self.prepare(backend, kernel, grid, block, args)
-        backend.enqueue(kernel.name, grid, block, args, shared=kernel.dynamic_smem)
+        self.prepare(backend, kernel, grid, block, run)
+        backend.enqueue(kernel.name, grid, block, run.params(), shared=kernel.dynamic_smem)
 
     def graph_safe(self, kernel: ExecutorKernel) -> bool:
         """Whether ``enqueue`` is only kernel launches and memsets, so the timing protocol

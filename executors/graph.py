@@ -98,14 +98,14 @@ class Graph(RunQueueExecutor):
 
     # ------------------------------------------------------------------ host side
 
-    def launch(self, backend, kernel, grid, block, args, checked: bool = False):
+    def launch(self, backend, kernel, grid, block, run, checked: bool = False):
         """``prepare``, then run rounds until the kernel ends the loop: a WHILE graph on a
         GPU (built once per kernel and arguments, then relaunched), a host loop on the
         emulator."""
-        self.prepare(backend, kernel, grid, block, args)
+        self.prepare(backend, kernel, grid, block, run)
         if backend.name == "emu":
-            return self._launch_emu(backend, kernel, grid, block, args)
-        return self._launch_gpu(backend, kernel, grid, block, args, checked)
+            return self._launch_emu(backend, kernel, grid, block, run.params())
+        return self._launch_gpu(backend, kernel, grid, block, run.params(), checked)
 
     @staticmethod
     def _launch_emu(backend, kernel, grid, block, args) -> Launch:
@@ -141,13 +141,13 @@ class Graph(RunQueueExecutor):
         launched from Python, so a short run is bounded by the host, not the GPU."""
         return False
 
-    def enqueue(self, backend, kernel, grid, block, args) -> None:
+    def enqueue(self, backend, kernel, grid, block, run) -> None:
         """The timed form: zero the pool and queue the WHILE graph, without waiting."""
         if backend.name == "emu":
-            self.launch(backend, kernel, grid, block, args)
+            self.launch(backend, kernel, grid, block, run)
             return
-        self.prepare(backend, kernel, grid, block, args)
-        backend.rt.launch_graph(self._graph(backend, kernel, grid, block, args))
+        self.prepare(backend, kernel, grid, block, run)
+        backend.rt.launch_graph(self._graph(backend, kernel, grid, block, run.params()))
 
     @staticmethod
     def _graph(backend, kernel, grid, block, args):

@@ -411,15 +411,15 @@ class RunQueueExecutor(Executor):
         return dict(gid=gid, base=frames, ntasks=ntasks, exec=exec_, nworkers=nworkers,
                     args=b.param("args"), stop=b.param("stop"), counters=counters)
 
-    def prepare(self, backend, kernel: ExecutorKernel, grid, block, args) -> None:
+    def prepare(self, backend, kernel: ExecutorKernel, grid, block, run) -> None:
         """Zero the executor state and the first ``zeroed_rows`` rows of every record group
         (a wake may reach a record before its worker spawns it: its state must be 0, every
         queue empty); not the frames: those are written before they are read."""
         from harness.futures import LANES
 
-        capacity = kernel.task_capacity(int(args[1]))
-        backend.zero(args[0], kernel.state_bytes)
-        backend.zero_rows(int(args[0]) + kernel.state_bytes, LANES * kernel.stride,
+        capacity = kernel.task_capacity(run.ntasks)
+        backend.zero(run.frames, kernel.state_bytes)
+        backend.zero_rows(run.frames + kernel.state_bytes, LANES * kernel.stride,
                           kernel.zeroed_rows * ROW_BYTES, -(-capacity // LANES))
 
 __all__ = ["SPAWNED", "RUN_QUEUED", "RQ_HEADER_ROWS", "STATE_BYTES", "RunQueueExecutor", "push",

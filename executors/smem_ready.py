@@ -226,10 +226,10 @@ class SmemReady(Executor):
         roomy = max(capacity_for(slot, min(limit, STATIC_SMEM_LIMIT)), min(fit, DEFAULT_CAPACITY))
         return Layout(min(roomy, DEFAULT_CAPACITY + spawn_capacity), slot)
 
-    def prepare(self, backend, kernel: SmemReadyKernel, grid, block, args) -> None:
+    def prepare(self, backend, kernel: SmemReadyKernel, grid, block, run) -> None:
         """Check that each block's roots fit its shared memory, zero the error word and the
         mailboxes of the blocks that have tasks."""
-        n = int(args[1])
+        n = run.ntasks
         nblocks = _count(grid)
         per = -(-n // nblocks) if n else 0
         lay = kernel.layout
@@ -243,7 +243,7 @@ class SmemReady(Executor):
                                  f"not a block of {_count(block)} threads")
         used = -(-n // per) if per else 0
         kernel.workers = _count(block) // (32 if kernel.granularity == "warp" else 1)
-        backend.zero(args[0], STATE_BYTES + used * lay.mailbox_bytes)
+        backend.zero(run.frames, STATE_BYTES + used * lay.mailbox_bytes)
 
     # ---------------------------------------------------------------- device side
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from executors.backoff import DEFAULT_FACTOR, Backoff
+from executors.base import LaunchArgs
 from executors.embassy import Embassy
 from experiments import coresident
 from harness.errors import PollbenchError
@@ -57,8 +58,7 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
         backend.load(m)
         args, out = wl.upload(backend, inputs, n)
         stats = wl.input_buffer(backend, args, "stats")
-        frames = backend.alloc(kernel.frames_bytes(n))
-        launch_args = [frames, np.uint32(n), args, backend.stop_ptr(), 0]
+        run = LaunchArgs.allocate(backend, kernel, n, args)
 
         def latency(run):
             before = backend.read(stats, np.uint64, 4 * n).reshape(4, n)
@@ -67,15 +67,15 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
             count = int(after[COUNT].sum() - before[COUNT].sum())
             return result, float(after[SUM].sum() - before[SUM].sum()) / max(count, 1)
 
-        ex.launch(backend, kernel, sms, block, launch_args, checked=True)
+        ex.launch(backend, kernel, sms, block, run, checked=True)
         check = verdict(wl.read_output(backend, out, n), want)
-        alone, lat_alone = latency(lambda: ex.launch(backend, kernel, sms, block, launch_args))
+        alone, lat_alone = latency(lambda: ex.launch(backend, kernel, sms, block, run))
         duration = int(alone.time_ms * 0.5e6)
         compute = coresident.run_alone(backend, cgrid, compute_block, duration)
 
         def start_executor():  # queued, not waited for: fma_spin must start beside it
-            ex.prepare(backend, kernel, sms, block, launch_args)
-            backend.rt.launch(backend.module.kernel(kernel.name), sms, block, *launch_args,
+            ex.prepare(backend, kernel, sms, block, run)
+            backend.rt.launch(backend.module.kernel(kernel.name), sms, block, *run.params(),
                               check=False)
 
         beside, lat_beside = latency(lambda: coresident.run_beside(

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from executors import get_executor
+from executors.base import LaunchArgs
 from harness.backend import Backend
 from harness.errors import PollbenchError
 from harness.gpu.errors import GpuError
@@ -172,11 +173,10 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
 
     args, out = wl.upload(backend, inputs, n)
     capacity = kernel.task_capacity(n)
-    frames = backend.alloc(kernel.frames_bytes(n))
-    stop = backend.stop_ptr()
-    launch_args = [frames, np.uint32(n), args, stop, 0]
+    run = LaunchArgs.allocate(backend, kernel, n, args)
+    frames = run.frames
     ex = get_executor(spec.executor)
-    first = ex.launch(backend, kernel, grid, spec.block, launch_args, checked=True)
+    first = ex.launch(backend, kernel, grid, spec.block, run, checked=True)
     check = verdict(wl.read_output(backend, out, n), want)
     if kernel.error_offset is not None:
         code = int(backend.read(frames + kernel.error_offset, np.uint32, 1)[0])
@@ -202,7 +202,7 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
             from harness.measure import TimingConfig
 
             timing = replace(timing or TimingConfig(), min_samples=repeats, max_samples=repeats)
-        enqueue = lambda: ex.enqueue(backend, kernel, grid, spec.block, launch_args)  # noqa: E731
+        enqueue = lambda: ex.enqueue(backend, kernel, grid, spec.block, run)  # noqa: E731
         stats = _time(backend, enqueue, timing, ex.graph_safe(kernel))
         res.timing, res.time_ms, res.samples = stats, stats.median_ms, stats.samples
         res.extra["nvml"] = _energy_window(backend, enqueue, stats.median_ms, n)
@@ -218,8 +218,8 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
 
         nthreads = grid * spec.block
         counters = backend.to_device(np.zeros(nthreads * len(COUNTER_FIELDS), np.uint64))
-        ex.launch(backend, kernel.instrumented, grid, spec.block,
-                  [frames, np.uint32(n), args, stop, counters], checked=True)
+        ex.launch(backend, kernel.instrumented, grid, spec.block, run.with_counters(counters),
+                  checked=True)
         raw = backend.read(counters, np.uint64, nthreads * len(COUNTER_FIELDS))
         res.extra["counters"] = summarise(raw, n, arch_limits(arch).max_warps_per_sm)
     try:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from executors import get_executor
-from executors.base import define_noop_wake
+from executors.base import LaunchArgs, define_noop_wake
 from harness.backend import EmuBackend
 from harness.cases import CaseSpec, build_case, run_case
 from harness.futures import FutureBuildError, async_fn, ready, yield_now
@@ -115,8 +115,7 @@ def run_root(request):
         be = EmuBackend()
         be.load(m)
         counts = be.to_device(np.zeros(counters * n, np.uint32))
-        frames = be.alloc(k.frames_bytes(n))
-        ex.launch(be, k, 1, n, [frames, np.uint32(n), counts, be.stop_ptr(), 0])
+        ex.launch(be, k, 1, n, LaunchArgs.allocate(be, k, n, counts))
         return be.read(counts, np.uint32, counters * n).reshape(counters, n)
 
     return run

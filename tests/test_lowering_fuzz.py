@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from executors import get_executor
+from executors.base import LaunchArgs
 from harness.backend import EmuBackend
 from harness.futures import async_fn, yield_now
 from harness.futures.lib import AsyncFn
@@ -167,8 +168,7 @@ def test_random_program_matches_its_interpretation(seed, home):
     be = EmuBackend(max_steps=20_000_000)
     be.load(m)
     out = be.to_device(np.full(NLOCALS * n, 0xCDCDCDCD, np.uint32))
-    frames = be.alloc(k.frames_bytes(n))
-    ex.launch(be, k, 1, n, [frames, np.uint32(n), out, be.stop_ptr(), 0])
+    ex.launch(be, k, 1, n, LaunchArgs.allocate(be, k, n, out))
     got = be.read(out, np.uint32, NLOCALS * n).reshape(NLOCALS, n)
     want = reference(n)
     bad = np.argwhere(got != want)

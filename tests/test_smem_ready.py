@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from executors import get_executor
-from executors.base import COUNTER_FIELDS
+from executors.base import COUNTER_FIELDS, LaunchArgs
 from executors.smem_ready import (
     DEFAULT_CAPACITY, ERROR_SMEM_FULL, STATIC_SMEM_LIMIT, SmemReady, capacity_for, shared_bytes,
 )
@@ -39,12 +39,12 @@ def _run(root, n, block, backend, granularity="thread", dispatch="direct", grid=
     backend.load(m)
     grid = grid if grid is not None else -(-n // block)
     mem = backend.to_device(np.zeros(max(words, 1), np.uint32))
-    frames = backend.alloc(k.frames_bytes(n))
     counters = 0
     if instrument:
         counters = backend.to_device(np.zeros(grid * block * len(COUNTER_FIELDS), np.uint64))
-    ex.launch(backend, k, grid, block, [frames, np.uint32(n), mem, backend.stop_ptr(), counters],
-              checked=True)
+    run = LaunchArgs.allocate(backend, k, n, mem, counters)
+    frames = run.frames
+    ex.launch(backend, k, grid, block, run, checked=True)
     out = backend.read(mem, np.uint32, max(words, 1))
     c = None
     if instrument:
@@ -223,9 +223,8 @@ def _cross_block_run(backend, granularity, block=32, n=64):
     k = ex.build(m, root, "direct", granularity, instrument=True)
     backend.load(m)
     mem = backend.to_device(words)
-    frames = backend.alloc(k.frames_bytes(n))
     counters = backend.to_device(np.zeros(2 * block * len(COUNTER_FIELDS), np.uint64))
-    ex.launch(backend, k, 2, block, [frames, np.uint32(n), mem, backend.stop_ptr(), counters],
+    ex.launch(backend, k, 2, block, LaunchArgs.allocate(backend, k, n, mem, counters),
               checked=True)
     out = backend.read(mem, np.uint32, 4)
     raw = backend.read(counters, np.uint64, 2 * block * len(COUNTER_FIELDS))
