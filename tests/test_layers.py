@@ -6,8 +6,6 @@ import ast
 import os
 from collections import defaultdict
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("harness", "executors", "workloads", "experiments", "conformance")
 # Low to high; a module may import from its own layer or any lower one.
@@ -73,8 +71,6 @@ def test_every_import_points_down_or_sideways():
     assert not upward, "imports against the layer order:\n" + "\n".join(upward)
 
 
-@pytest.mark.xfail(strict=True, reason="harness/gpu/runtime.py <-> graphs.py/watchdog.py: "
-                   "being split one object per file")
 def test_no_import_cycles():
     edges = _imports(_modules())
     index, low, stack, on, cycles, counter = {}, {}, [], set(), [], [0]

@@ -566,7 +566,7 @@ class FakeRuntime:
 
     arch, sm_count, device, name = "sm_90", 4, 0, "fake"
     closed = wedged = False
-    _cu_device = 0
+    cu_device = 0
 
     def __init__(self, kernel_ms: float, mhz: float = 1980.0) -> None:
         self.kernel_ms, self.mhz = kernel_ms, mhz

@@ -462,7 +462,7 @@ def test_the_stop_flag_ends_a_block_that_never_idles(granularity, block):
     stop = be.to_device(np.ones(1, np.uint32))
     mem = be.to_device(np.zeros(1, np.uint32))
     frames = be.alloc(k.frames_bytes(8))
-    ex.launch(be, k, 1, block, [frames, np.uint32(8), mem, stop, 0])  # returns: no EmuHang
+    ex.launch(be, k, 1, block, LaunchArgs(frames, 8, mem, stop))  # returns: no EmuHang
 
 
 # ------------------------------------------------------------------- task ids

@@ -33,8 +33,12 @@ from harness.gpu.errors import (
     KernelTimeout,
     LaunchArgError,
 )
+from harness.gpu.events import EventTimer
 from harness.gpu.graphs import ExecGraph
-from harness.gpu.runtime import DeviceArray, EventTimer, KernelHandle, Module, Runtime, grid_for
+from harness.gpu.kernel import KernelHandle
+from harness.gpu.memory import DeviceArray
+from harness.gpu.module import Module
+from harness.gpu.runtime import Runtime, grid_for
 from harness.gpu.watchdog import Outcome, StopFlag
 
 __all__ = [

@@ -11,10 +11,9 @@ that must start them with the ``spawn`` method (CUDA does not survive ``fork``).
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
-from harness.gpu.errors import STICKY_ERRORS, CudaCallError, GpuUnavailable, KernelFault
+from harness.gpu.errors import STICKY_ERRORS, CudaCallError, GpuUnavailable, KernelFault, error_from_exception
 
 __all__ = [
     "NO_DRIVER_MESSAGE",
@@ -23,6 +22,7 @@ __all__ = [
     "check",
     "call",
     "raise_for",
+    "error_from_exception",  # lives in harness.gpu.errors (CoreErrors uses it); re-exported here
     "gpu_available",
     "unavailable_reason",
     "device_count",
@@ -90,25 +90,6 @@ def call(name: str, *args: Any) -> Any:
     """Call ``cuda.bindings.driver.<name>(*args)`` and :func:`check` its result."""
     fn = getattr(driver_module(), name)
     return check(name, fn(*args))
-
-
-_CUDA_ERROR_RE = re.compile(r"\b(CUDA_ERROR_[A-Z0-9_]+)\b")
-
-
-def error_from_exception(what: str, exc: BaseException) -> CudaCallError:
-    """Turn an exception from cuda.core (``CUDAError``, ``RuntimeError``) into a :class:`CudaCallError`.
-
-    The ``CUresult`` name is taken from the message when it contains one.
-    """
-    text = " ".join(str(exc).split())
-    m = _CUDA_ERROR_RE.search(text)
-    name = m.group(1) if m else ""
-    detail = text
-    if name:
-        # drop the name itself from the detail, keep the driver's description
-        detail = text.replace(name, "", 1).strip(" :-—")
-    cls = KernelFault if name in STICKY_ERRORS else CudaCallError
-    return cls(what, name, detail)
 
 
 @functools.lru_cache(maxsize=1)

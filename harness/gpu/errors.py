@@ -3,9 +3,13 @@
 Every class is a :class:`harness.errors.PollbenchError`, so ``str(err)`` is one
 line the user can act on.  ``CudaCallError`` carries the failing call and the
 ``CUresult`` name as attributes for programs that want to branch on them.
+:class:`CoreErrors` turns the exceptions cuda.core raises into these.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 from harness.errors import PollbenchError
 
@@ -17,6 +21,8 @@ __all__ = [
     "KernelTimeout",
     "LaunchArgError",
     "STICKY_ERRORS",
+    "CoreErrors",
+    "error_from_exception",
 ]
 
 #: CUresult names after which the CUDA context is unusable: the process must exit.
@@ -125,3 +131,53 @@ class KernelTimeout(GpuError):
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+_CUDA_ERROR_RE = re.compile(r"\b(CUDA_ERROR_[A-Z0-9_]+)\b")
+
+
+def error_from_exception(what: str, exc: BaseException) -> CudaCallError:
+    """Turn an exception from cuda.core (``CUDAError``, ``RuntimeError``) into a :class:`CudaCallError`.
+
+    The ``CUresult`` name is taken from the message when it contains one.
+    """
+    text = " ".join(str(exc).split())
+    m = _CUDA_ERROR_RE.search(text)
+    name = m.group(1) if m else ""
+    detail = text
+    if name:
+        # drop the name itself from the detail, keep the driver's description
+        detail = text.replace(name, "", 1).strip(" :-—")
+    cls = KernelFault if name in STICKY_ERRORS else CudaCallError
+    return cls(what, name, detail)
+
+
+class CoreErrors:
+    """Context manager turning cuda.core / cuda.bindings exceptions into CudaCallError.
+
+    ``rt`` (a :class:`~harness.gpu.runtime.Runtime`, or None) is marked wedged
+    (``rt.mark_wedged()``) when the error is a :class:`KernelFault`.
+    """
+
+    # ``Runtime`` is only an annotation here (a string: ``from __future__ import annotations``);
+    # errors.py is the lowest layer of harness.gpu and imports nothing from it.
+    def __init__(self, rt: Runtime | None, what: str) -> None:
+        self.rt = rt
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, GpuError):
+            if isinstance(exc, KernelFault) and self.rt is not None:
+                self.rt.mark_wedged()
+            return False
+        if isinstance(exc, (RuntimeError, ValueError, TypeError, OSError, NotImplementedError)) or (
+            type(exc).__name__ == "CUDAError"
+        ):
+            err = error_from_exception(self.what, exc)
+            if isinstance(err, KernelFault) and self.rt is not None:
+                self.rt.mark_wedged()
+            raise err from exc
+        return False

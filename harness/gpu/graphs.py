@@ -22,14 +22,15 @@ Captured launches reference device memory without owning it; an
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.gpu.errors import GpuError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from harness.gpu.runtime import Runtime
+from harness.gpu.errors import CoreErrors, GpuError
+from harness.gpu.kernel import KernelHandle
 
 __all__ = ["ExecGraph", "capture_graph", "while_graph"]
+
+# ``Runtime`` below is an annotation only (a string, by ``from __future__ import annotations``):
+# this module sits below harness.gpu.runtime and does not import it.
 
 
 class ExecGraph:
@@ -48,11 +49,9 @@ class ExecGraph:
 
     def launch(self, stream: Any, rt: Runtime | None = None) -> None:
         """Launch on a cuda.core stream (prefer ``rt.launch_graph``)."""
-        from harness.gpu.runtime import _CoreErrors
-
         if self.graph is None:
             raise GpuError("launch of a closed graph")
-        with _CoreErrors(rt, f"launching a {self.kind} graph"):
+        with CoreErrors(rt, f"launching a {self.kind} graph"):
             self.graph.launch(stream)
 
     def close(self) -> None:
@@ -61,12 +60,6 @@ class ExecGraph:
         self._keepalive = []
         if g is not None:
             g.close()
-
-
-def _capture_stream(rt: Runtime) -> Any:
-    if rt._capture_stream is None:
-        rt._capture_stream = rt.core_device.create_stream()
-    return rt._capture_stream
 
 
 def _abandon(*builders: Any) -> None:
@@ -80,43 +73,37 @@ def _abandon(*builders: Any) -> None:
 
 
 def _finish(rt: Runtime, gb: Any, keep: list[Any], kind: str, nodes: int) -> ExecGraph:
-    from harness.gpu.runtime import _CoreErrors
-
-    with _CoreErrors(rt, f"instantiating the {kind} graph"):
+    with CoreErrors(rt, f"instantiating the {kind} graph"):
         gb.end_building()
         graph = gb.complete()
         graph.upload(rt.stream)
     _abandon(gb)
     eg = ExecGraph(graph, keep, kind, nodes)
-    rt._graphs.add(eg)
+    rt.track_graph(eg)
     return eg
 
 
 def _count(keep: list[Any]) -> int:
-    from harness.gpu.runtime import KernelHandle
-
     return sum(1 for k in keep if isinstance(k, KernelHandle))
 
 
 def capture_graph(rt: Runtime, fn: Callable[[], Any]) -> ExecGraph:
     """Record the launches ``fn()`` makes through ``rt.launch`` into an executable graph."""
-    from harness.gpu.runtime import _CoreErrors
-
-    rt._check_open()
+    rt.check_open()
     if rt.capturing:
         raise GpuError("graphs cannot be captured inside another capture")
     keep: list[Any] = []
-    with _CoreErrors(rt, "starting graph capture"):
-        gb = _capture_stream(rt).create_graph_builder()
+    with CoreErrors(rt, "starting graph capture"):
+        gb = rt.capture_stream().create_graph_builder()
         gb.begin_building()
-    rt._capture.append((gb, keep))
+    rt.push_capture(gb, keep)
     try:
         fn()
     except BaseException:
-        rt._capture.pop()
+        rt.pop_capture()
         _abandon(gb)
         raise
-    rt._capture.pop()
+    rt.pop_capture()
     nodes = _count(keep)
     if nodes == 0:
         _abandon(gb)
@@ -129,32 +116,30 @@ def while_graph(rt: Runtime, body_fn: Callable[[int], Any], *, default: int = 1)
 
     ``handle`` is the conditional handle as an int (pass it to the kernel as a u64).
     """
-    from harness.gpu.runtime import _CoreErrors
-
-    rt._check_open()
+    rt.check_open()
     if rt.capturing:
         raise GpuError("graphs cannot be captured inside another capture")
     keep: list[Any] = []
     body = None
-    with _CoreErrors(rt, "starting graph capture"):
-        gb = _capture_stream(rt).create_graph_builder()
+    with CoreErrors(rt, "starting graph capture"):
+        gb = rt.capture_stream().create_graph_builder()
         gb.begin_building()
     try:
-        with _CoreErrors(rt, "creating the WHILE conditional node (needs driver >= 12.3)"):
+        with CoreErrors(rt, "creating the WHILE conditional node (needs driver >= 12.3)"):
             cond = gb.create_condition(default_value=int(default))
             body = gb.while_loop(cond)
             body.begin_building()
             handle = int(cond.handle)
         keep.append(cond)
-        rt._capture.append((body, keep))
+        rt.push_capture(body, keep)
         try:
             body_fn(handle)
         finally:
-            rt._capture.pop()
+            rt.pop_capture()
         nodes = _count(keep)
         if nodes == 0:
             raise GpuError("while_graph: the body launched no kernel")
-        with _CoreErrors(rt, "ending the WHILE body capture"):
+        with CoreErrors(rt, "ending the WHILE body capture"):
             body.end_building()
     except BaseException:
         _abandon(body, gb)

@@ -17,6 +17,13 @@ Typical use::
         y = out.to_host(np.float32, x.shape)
 
 A ``Runtime`` is meant to be used from the thread that created it.
+
+The objects it hands out live in their own modules, each importing only lower ones
+(errors, driver, args; then kernel, module, memory, events; then watchdog, graphs; then
+this one): :class:`~harness.gpu.module.Module`, :class:`~harness.gpu.kernel.KernelHandle`,
+:class:`~harness.gpu.memory.DeviceArray`, :class:`~harness.gpu.events.EventTimer`,
+:class:`~harness.gpu.watchdog.StopFlag`, :class:`~harness.gpu.graphs.ExecGraph`.
+They reach the runtime only through its public members.
 """
 
 from __future__ import annotations
@@ -24,24 +31,28 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import numpy as np
 
 from harness.gpu import driver as _drv
 from harness.gpu.args import check_arg_layout, pack_args
-from harness.gpu.errors import CudaCallError, GpuError, KernelFault
+from harness.gpu.errors import CoreErrors, GpuError, KernelFault
+from harness.gpu.events import EventTimer
+from harness.gpu.graphs import ExecGraph
+from harness.gpu.graphs import capture_graph as _capture_graph
+from harness.gpu.graphs import while_graph as _while_graph
+from harness.gpu.kernel import KernelHandle
+from harness.gpu.memory import DeviceArray
+from harness.gpu.module import Module
+from harness.gpu.watchdog import Outcome, StopFlag, run_and_wait
 
-if TYPE_CHECKING:  # pragma: no cover
-    from harness.gpu.graphs import ExecGraph
-    from harness.gpu.watchdog import Outcome, StopFlag
-
+# Module, KernelHandle, DeviceArray and EventTimer live in their own modules since the split;
+# they are re-exported here so ``from harness.gpu.runtime import Module`` keeps working.
 __all__ = ["Runtime", "Module", "KernelHandle", "DeviceArray", "EventTimer", "Dim"]
 
 #: A grid or block size: an int or a sequence of up to three ints.
 Dim = Union[int, Sequence[int]]
-
-_DEFAULT_DYNAMIC_SMEM_LIMIT = 48 * 1024
 
 
 def _dim3(value: int | Sequence[int], what: str) -> tuple[int, int, int]:
@@ -50,265 +61,6 @@ def _dim3(value: int | Sequence[int], what: str) -> tuple[int, int, int]:
         raise GpuError(f"{what} must be 1-3 positive ints, not {value!r}")
     dims = tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
     return dims  # type: ignore[return-value]
-
-
-class _CoreErrors:
-    """Context manager turning cuda.core / cuda.bindings exceptions into CudaCallError."""
-
-    def __init__(self, rt: Runtime | None, what: str) -> None:
-        self.rt = rt
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, GpuError):
-            if isinstance(exc, KernelFault) and self.rt is not None:
-                self.rt._wedged = True
-            return False
-        if isinstance(exc, (RuntimeError, ValueError, TypeError, OSError, NotImplementedError)) or (
-            type(exc).__name__ == "CUDAError"
-        ):
-            err = _drv.error_from_exception(self.what, exc)
-            if isinstance(err, KernelFault) and self.rt is not None:
-                self.rt._wedged = True
-            raise err from exc
-        return False
-
-
-class KernelHandle:
-    """A kernel of a loaded module, with its resource attributes.
-
-    Attributes come from the driver (``cuKernelGetAttribute`` through cuda.core's
-    ``Kernel.attributes``) for this runtime's device.
-    """
-
-    def __init__(self, rt: Runtime, module: Module, name: str, kernel: Any) -> None:
-        self._rt = rt
-        self.module = module
-        self.name = name
-        #: the cuda.core ``Kernel``
-        self.kernel = kernel
-        self._param_sizes: tuple[int, ...] | None | bool = False  # False: not queried yet
-        self._dynamic_smem_limit = _DEFAULT_DYNAMIC_SMEM_LIMIT
-
-    def __repr__(self) -> str:
-        return f"KernelHandle({self.name!r})"
-
-    def _attr(self, name: str) -> int:
-        with _CoreErrors(self._rt, f"reading attribute {name} of kernel {self.name!r}"):
-            attrs = self.kernel.attributes
-            try:
-                view = attrs[self._rt.device]
-            except TypeError:  # older cuda.core: methods taking the device
-                view = attrs
-            value = getattr(view, name)
-            if callable(value):
-                value = value(self._rt.device)
-            return int(value)
-
-    @property
-    def num_regs(self) -> int:
-        """Registers per thread."""
-        return self._attr("num_regs")
-
-    @property
-    def local_bytes(self) -> int:
-        """Local memory (stack + spills) per thread, in bytes."""
-        return self._attr("local_size_bytes")
-
-    @property
-    def shared_bytes(self) -> int:
-        """Static shared memory per block, in bytes."""
-        return self._attr("shared_size_bytes")
-
-    @property
-    def const_bytes(self) -> int:
-        """User constant memory, in bytes."""
-        return self._attr("const_size_bytes")
-
-    @property
-    def max_threads_per_block(self) -> int:
-        """The largest block this kernel can be launched with on this device."""
-        return self._attr("max_threads_per_block")
-
-    def max_active_blocks_per_sm(self, block_size: int, dynamic_smem: int = 0) -> int:
-        """Theoretical occupancy: resident blocks per SM (``cuOccupancyMaxActiveBlocksPerMultiprocessor``)."""
-        with _CoreErrors(self._rt, f"occupancy query for kernel {self.name!r}"):
-            return int(self.kernel.occupancy.max_active_blocks_per_multiprocessor(int(block_size), int(dynamic_smem)))
-
-    @property
-    def param_sizes(self) -> tuple[int, ...] | None:
-        """Byte size of each kernel parameter (``cuKernelGetParamInfo``), or None if the driver can't say."""
-        if self._param_sizes is False:
-            try:
-                self._param_sizes = tuple(int(p.size) for p in self.kernel.arguments_info)
-            except Exception:
-                self._param_sizes = None
-        return self._param_sizes  # type: ignore[return-value]
-
-    def set_max_dynamic_shared(self, nbytes: int) -> None:
-        """Allow launches with more than 48 KiB of dynamic shared memory (``cuKernelSetAttribute``)."""
-        drv = _drv.driver_module()
-        _drv.call(
-            "cuKernelSetAttribute",
-            drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            int(nbytes),
-            self.kernel.handle,
-            self._rt._cu_device,
-        )
-        self._dynamic_smem_limit = int(nbytes)
-
-
-class Module:
-    """A loaded cubin or PTX module; :meth:`kernel` looks kernels up by name."""
-
-    def __init__(self, rt: Runtime, object_code: Any, kind: str, name: str = "") -> None:
-        self._rt = rt
-        #: the cuda.core ``ObjectCode``
-        self.object_code = object_code
-        self.kind = kind
-        self.name = name
-        self._kernels: dict[str, KernelHandle] = {}
-
-    def __repr__(self) -> str:
-        return f"Module({self.kind}, {self.name!r})"
-
-    def kernel(self, name: str) -> KernelHandle:
-        """Return the kernel ``name`` (the ``.entry`` name in the PTX)."""
-        handle = self._kernels.get(name)
-        if handle is None:
-            with _CoreErrors(self._rt, f"looking up kernel {name!r} in {self.kind} module {self.name!r}"):
-                k = self.object_code.get_kernel(name)
-            handle = KernelHandle(self._rt, self, name, k)
-            self._kernels[name] = handle
-        return handle
-
-
-class DeviceArray:
-    """Device memory that frees itself: on :meth:`free`, on garbage collection, or when the runtime closes.
-
-    ``ptr`` is the device address (an int); pass the array itself as a kernel
-    argument and it goes as that u64 pointer.
-    """
-
-    def __init__(self, rt: Runtime, buffer: Any, nbytes: int) -> None:
-        self._rt = rt
-        self._buffer = buffer
-        self.nbytes = int(nbytes)
-        self.ptr = int(buffer.handle)
-
-    def __repr__(self) -> str:
-        state = "freed" if self._buffer is None else f"ptr=0x{self.ptr:x}"
-        return f"DeviceArray({self.nbytes} bytes, {state})"
-
-    def _live_buffer(self) -> Any:
-        if self._buffer is None:
-            raise GpuError(f"use of a freed DeviceArray ({self.nbytes} bytes)")
-        return self._buffer
-
-    def to_host(self, dtype: Any = np.uint8, shape: int | Sequence[int] | None = None) -> np.ndarray:
-        """Copy to a new numpy array (waits for the runtime's stream).
-
-        ``shape`` defaults to as many ``dtype`` elements as fit in the array.
-        """
-        dt = np.dtype(dtype)
-        if shape is None:
-            shape = (self.nbytes // dt.itemsize,)
-        out = np.empty(shape, dtype=dt)
-        if out.nbytes > self.nbytes:
-            raise GpuError(f"to_host: {out.nbytes} bytes requested from a {self.nbytes}-byte DeviceArray")
-        self._live_buffer()
-        if out.nbytes:
-            self._rt._memcpy_dtoh(out, self.ptr, out.nbytes)
-        self._rt._sync_stream("copying device memory to the host")
-        return out
-
-    def copy_from_host(self, array: np.ndarray) -> None:
-        """Copy a numpy array's bytes to the start of this array (waits until the copy is done)."""
-        src = np.ascontiguousarray(array)
-        if src.nbytes > self.nbytes:
-            raise GpuError(f"copy_from_host: {src.nbytes} bytes do not fit in a {self.nbytes}-byte DeviceArray")
-        self._live_buffer()
-        if src.nbytes:
-            self._rt._memcpy_htod(self.ptr, src, src.nbytes)
-        self._rt._sync_stream("copying host memory to the device")
-
-    def fill_bytes(self, byte: int) -> None:
-        """Set every byte to ``byte`` (0..255), e.g. to poison an output; ordered on the runtime's stream."""
-        if not 0 <= int(byte) <= 255:
-            raise GpuError(f"fill_bytes: {byte!r} is not a byte value (0..255)")
-        buf = self._live_buffer()
-        with _CoreErrors(self._rt, "filling device memory"):
-            buf.fill(int(byte), stream=self._rt.stream)
-
-    def free(self) -> None:
-        """Release the memory now (ordered after work already queued on the runtime's stream)."""
-        buf, self._buffer = self._buffer, None
-        if buf is None:
-            return
-        self._rt._forget_array(self)
-        if self._rt._wedged:
-            return  # the context is unusable: leave the memory to the process exit
-        with _CoreErrors(self._rt, "freeing device memory"):
-            buf.close(self._rt.stream)
-
-
-class EventTimer:
-    """Times GPU work with two timing-enabled cuda.core Events on the runtime's stream.
-
-    Use as a context manager (``with rt.timer() as t: ...; t.elapsed_ms()``) or with
-    :meth:`start`/:meth:`stop`.  :meth:`elapsed_ms` waits for the stop event.
-    """
-
-    def __init__(self, rt: Runtime) -> None:
-        from cuda.core import EventOptions
-
-        self._rt = rt
-        opts = EventOptions(timing_enabled=True)
-        with _CoreErrors(rt, "creating timing events"):
-            self._start = rt.core_device.create_event(opts)
-            self._stop = rt.core_device.create_event(opts)
-        self._started = self._stopped = False
-
-    def start(self) -> None:
-        """Record the start event on the runtime's stream."""
-        with _CoreErrors(self._rt, "recording the start event"):
-            self._rt.stream.record(self._start)
-        self._started, self._stopped = True, False
-
-    def stop(self) -> None:
-        """Record the stop event on the runtime's stream."""
-        if not self._started:
-            raise GpuError("EventTimer.stop() called before start()")
-        with _CoreErrors(self._rt, "recording the stop event"):
-            self._rt.stream.record(self._stop)
-        self._stopped = True
-
-    def elapsed_ms(self) -> float:
-        """Milliseconds between the start and stop records (waits for the stop event)."""
-        if not self._stopped:
-            raise GpuError("EventTimer.elapsed_ms() called before stop()")
-        with _CoreErrors(self._rt, "reading the event timer"):
-            self._stop.sync()
-            return float(self._stop - self._start)
-
-    def __enter__(self) -> EventTimer:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.stop()
-
-    def close(self) -> None:
-        """Destroy the events."""
-        for ev in (self._start, self._stop):
-            try:
-                ev.close()
-            except Exception:
-                pass
 
 
 class Runtime:
@@ -344,7 +96,7 @@ class Runtime:
         self.last_wait_s: float = 0.0
 
         self.device = int(device)
-        with _CoreErrors(self, f"initialising CUDA device {device}"):
+        with CoreErrors(self, f"initialising CUDA device {device}"):
             dev = Device(self.device)
             dev.set_current()
             self.core_device = dev
@@ -356,8 +108,6 @@ class Runtime:
             self.stream = dev.create_stream()
         self._cu_device = _drv.call("cuDeviceGet", self.device)
         self.driver_version = _drv.driver_version()
-
-        from harness.gpu.watchdog import StopFlag
 
         self.stop_flag: StopFlag = StopFlag(self)
 
@@ -380,6 +130,16 @@ class Runtime:
     def wedged(self) -> bool:
         """True after a kernel fault or timeout: the context is unusable and the process must exit."""
         return self._wedged
+
+    def mark_wedged(self) -> None:
+        """Record a kernel fault or timeout: from now on :attr:`wedged` is True, every call
+        raises and :meth:`close` frees nothing (used by CoreErrors, the watchdog)."""
+        self._wedged = True
+
+    @property
+    def cu_device(self) -> Any:
+        """The driver's ``CUdevice`` for :attr:`device` (``cuDeviceGet``), for raw ``cuda.bindings`` calls."""
+        return self._cu_device
 
     def close(self) -> None:
         """Wait for the stream, free every array, graph, event and the stop flag, destroy the stream.
@@ -422,7 +182,8 @@ class Runtime:
                 except Exception:
                     pass
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise :class:`~harness.gpu.errors.GpuError` if this runtime is closed or :attr:`wedged`."""
         if self._closed:
             raise GpuError("this GPU Runtime is closed")
         if self._wedged:
@@ -433,12 +194,12 @@ class Runtime:
     # ------------------------------------------------------------------ modules
     def load(self, cubin: bytes, name: str = "") -> Module:
         """Load a cubin (e.g. from nvJitLink) and return its :class:`Module`."""
-        self._check_open()
+        self.check_open()
         from cuda.core import ObjectCode
 
         if not isinstance(cubin, (bytes, bytearray)):
             raise GpuError(f"load() takes the cubin's bytes, not {type(cubin).__name__}")
-        with _CoreErrors(self, f"loading cubin {name!r}" if name else "loading a cubin"):
+        with CoreErrors(self, f"loading cubin {name!r}" if name else "loading a cubin"):
             oc = ObjectCode.from_cubin(bytes(cubin), name=name)
             _ = oc.handle  # load now (cuLibraryLoadData), so errors surface here
         return Module(self, oc, "cubin", name)
@@ -449,13 +210,13 @@ class Runtime:
         The driver JIT resolves ``cudaGraphSetConditional`` (architecture §11).  Passes the
         PTX as bytes: cuda.core treats a ``str`` as a file path.
         """
-        self._check_open()
+        self.check_open()
         from cuda.core import ObjectCode
 
         data = ptx.encode() if isinstance(ptx, str) else bytes(ptx)
         if not data.endswith(b"\0"):
             data += b"\0"  # the driver wants NUL-terminated PTX text
-        with _CoreErrors(self, f"JIT-loading PTX {name!r}" if name else "JIT-loading PTX"):
+        with CoreErrors(self, f"JIT-loading PTX {name!r}" if name else "JIT-loading PTX"):
             oc = ObjectCode.from_ptx(data, name=name)
             _ = oc.handle
         return Module(self, oc, "ptx", name)
@@ -463,11 +224,11 @@ class Runtime:
     # ------------------------------------------------------------------ memory
     def alloc(self, nbytes: int) -> DeviceArray:
         """Allocate ``nbytes`` of device memory (contents undefined; see :meth:`DeviceArray.fill_bytes`)."""
-        self._check_open()
+        self.check_open()
         nbytes = int(nbytes)
         if nbytes < 0:
             raise GpuError(f"alloc: negative size {nbytes}")
-        with _CoreErrors(self, f"allocating {nbytes} bytes of device memory"):
+        with CoreErrors(self, f"allocating {nbytes} bytes of device memory"):
             buf = self.core_device.allocate(max(nbytes, 1), stream=self.stream)
         arr = DeviceArray(self, buf, nbytes)
         self._arrays.add(arr)
@@ -480,15 +241,18 @@ class Runtime:
         arr.copy_from_host(src)
         return arr
 
-    def _forget_array(self, arr: DeviceArray) -> None:
+    def forget_array(self, arr: DeviceArray) -> None:
+        """Stop tracking ``arr`` (it was freed; :meth:`close` no longer frees it)."""
         self._arrays.discard(arr)
 
-    def _memcpy_htod(self, dst: int, src: np.ndarray, nbytes: int) -> None:
-        self._check_open()
+    def memcpy_htod(self, dst: int, src: np.ndarray, nbytes: int) -> None:
+        """Queue a copy of ``nbytes`` from host array ``src`` to device address ``dst`` (``cuMemcpyHtoDAsync``)."""
+        self.check_open()
         _drv.call("cuMemcpyHtoDAsync", dst, src.ctypes.data, nbytes, self.stream.handle)
 
-    def _memcpy_dtoh(self, dst: np.ndarray, src: int, nbytes: int) -> None:
-        self._check_open()
+    def memcpy_dtoh(self, dst: np.ndarray, src: int, nbytes: int) -> None:
+        """Queue a copy of ``nbytes`` from device address ``src`` to host array ``dst`` (``cuMemcpyDtoHAsync``)."""
+        self.check_open()
         _drv.call("cuMemcpyDtoHAsync", dst.ctypes.data, src, nbytes, self.stream.handle)
 
     # ------------------------------------------------------------------ launch
@@ -505,6 +269,15 @@ class Runtime:
     def capturing(self) -> bool:
         """True while :meth:`capture_graph` / :meth:`while_graph` is recording launches."""
         return bool(self._capture)
+
+    def push_capture(self, builder: Any, keepalive: list[Any]) -> None:
+        """Send launches into the cuda.core ``GraphBuilder`` ``builder`` until :meth:`pop_capture`;
+        each launch's kernel and DeviceArrays are appended to ``keepalive`` (used by harness.gpu.graphs)."""
+        self._capture.append((builder, keepalive))
+
+    def pop_capture(self) -> None:
+        """End the innermost :meth:`push_capture`."""
+        self._capture.pop()
 
     def launch(
         self,
@@ -523,7 +296,7 @@ class Runtime:
         capturing) the stream is queried afterwards, so an earlier asynchronous fault
         is reported here rather than later.
         """
-        self._check_open()
+        self.check_open()
         if not isinstance(kernel, KernelHandle):
             raise GpuError(f"launch() takes a KernelHandle (module.kernel(name)), not {type(kernel).__name__}")
         packed = pack_args(args)
@@ -535,7 +308,7 @@ class Runtime:
         from cuda.core import LaunchConfig, launch
 
         target = self._launch_target()
-        with _CoreErrors(self, f"launching kernel {kernel.name!r} grid={grid3} block={block3} shared={shared}"):
+        with CoreErrors(self, f"launching kernel {kernel.name!r} grid={grid3} block={block3} shared={shared}"):
             config = LaunchConfig(grid=grid3, block=block3, shmem_size=shared)
             launch(target, config, kernel.kernel, *packed)
         if self._capture:
@@ -561,19 +334,20 @@ class Runtime:
             raise
         return False  # pragma: no cover
 
-    def _sync_stream(self, what: str) -> None:
-        with _CoreErrors(self, f"synchronising the stream ({what})"):
+    def sync_stream(self, what: str) -> None:
+        """Wait for the runtime's stream; ``what`` names the operation in an error."""
+        with CoreErrors(self, f"synchronising the stream ({what})"):
             self.stream.sync()
 
     def synchronize(self) -> None:
         """Wait for everything queued on the runtime's stream (blocking; see run_with_watchdog for kernels that may hang)."""
-        self._check_open()
-        self._sync_stream("synchronize")
+        self.check_open()
+        self.sync_stream("synchronize")
 
     # ------------------------------------------------------------------ timing
     def timer(self) -> EventTimer:
         """A new :class:`EventTimer` on the runtime's stream."""
-        self._check_open()
+        self.check_open()
         return EventTimer(self)
 
     def time_launch(
@@ -618,6 +392,15 @@ class Runtime:
         return ms / repeat
 
     # ------------------------------------------------------------------ watchdog
+    def watchdog_event(self) -> Any:
+        """The cuda.core ``Event`` (timing disabled) the watchdog records after a launch and
+        polls; created on first use, destroyed by :meth:`close`."""
+        if self._wd_event is None:
+            from cuda.core import EventOptions
+
+            self._wd_event = self.core_device.create_event(EventOptions(timing_enabled=False))
+        return self._wd_event
+
     def run_with_watchdog(
         self,
         kernel: KernelHandle,
@@ -636,7 +419,6 @@ class Runtime:
         If even the grace expires it raises :class:`~harness.gpu.errors.KernelTimeout`;
         the runtime is then :attr:`wedged` and the process must exit.
         """
-        from harness.gpu.watchdog import run_and_wait
 
         def start() -> None:
             self.launch(kernel, grid, block, *args, shared=shared, check=False)
@@ -645,16 +427,23 @@ class Runtime:
 
     def run_graph_with_watchdog(self, graph: ExecGraph, *, timeout_s: float = 10.0, grace_s: float = 2.0) -> Outcome:
         """Like :meth:`run_with_watchdog` for a graph (e.g. a :meth:`while_graph` whose body polls the stop flag)."""
-        from harness.gpu.watchdog import run_and_wait
-
         return run_and_wait(self, lambda: self.launch_graph(graph), "graph", timeout_s=timeout_s, grace_s=grace_s)
 
     # ------------------------------------------------------------------ graphs
+    def capture_stream(self) -> Any:
+        """The cuda.core ``Stream`` graphs are captured on (not :attr:`stream`); created on
+        first use, destroyed by :meth:`close`."""
+        if self._capture_stream is None:
+            self._capture_stream = self.core_device.create_stream()
+        return self._capture_stream
+
+    def track_graph(self, graph: ExecGraph) -> None:
+        """Have :meth:`close` close ``graph`` (held weakly)."""
+        self._graphs.add(graph)
+
     def capture_graph(self, fn: Callable[[], Any]) -> ExecGraph:
         """Build an executable graph from the launches ``fn()`` makes with :meth:`launch` (stream capture)."""
-        from harness.gpu.graphs import capture_graph
-
-        return capture_graph(self, fn)
+        return _capture_graph(self, fn)
 
     def while_graph(self, body_fn: Callable[[int], Any], *, default: int = 1) -> ExecGraph:
         """Build a graph whose body repeats under a WHILE conditional node.
@@ -665,13 +454,11 @@ class Runtime:
         ``cudaGraphSetConditional(handle, 0)`` to end the loop.  The condition is reset
         to ``default`` at every graph launch (``default=1``: the body runs at least once).
         """
-        from harness.gpu.graphs import while_graph
-
-        return while_graph(self, body_fn, default=default)
+        return _while_graph(self, body_fn, default=default)
 
     def launch_graph(self, graph: ExecGraph) -> None:
         """Launch an executable graph on the runtime's stream."""
-        self._check_open()
+        self.check_open()
         graph.launch(self.stream, self)
 
 

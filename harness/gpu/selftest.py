@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.gpu.runtime import KernelHandle, Module, Runtime
+    from harness.gpu.kernel import KernelHandle
+    from harness.gpu.module import Module
+    from harness.gpu.runtime import Runtime
 
 __all__ = [
     "ptx_isa_for",

@@ -18,15 +18,15 @@ from __future__ import annotations
 import ctypes
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from harness.gpu import driver as _drv
 from harness.gpu.errors import GpuError, KernelFault, KernelTimeout
 
-if TYPE_CHECKING:  # pragma: no cover
-    from harness.gpu.runtime import Runtime
-
 __all__ = ["Outcome", "StopFlag", "wait_with_watchdog", "poll_until", "run_and_wait"]
+
+# ``Runtime`` below is an annotation only (a string, by ``from __future__ import annotations``):
+# this module sits below harness.gpu.runtime and does not import it.
 
 #: What a watched run ended with: finished by itself, or returned after seeing the stop flag.
 Outcome = Literal["ok", "stopped"]
@@ -139,14 +139,10 @@ def run_and_wait(rt: Runtime, start: Callable[[], None], what: str, *, timeout_s
 
     On :class:`KernelTimeout` or a kernel fault the runtime is marked wedged.
     """
-    from cuda.core import EventOptions
-
-    rt._check_open()
+    rt.check_open()
     if rt.capturing:
         raise GpuError("run_with_watchdog cannot be used while a graph is being captured")
-    if rt._wd_event is None:
-        rt._wd_event = rt.core_device.create_event(EventOptions(timing_enabled=False))
-    event = rt._wd_event
+    event = rt.watchdog_event()
     drv = _drv.driver_module()
 
     def query() -> bool:
@@ -166,7 +162,7 @@ def run_and_wait(rt: Runtime, start: Callable[[], None], what: str, *, timeout_s
     try:
         return wait_with_watchdog(query, rt.stop_flag.set, what, timeout_s=timeout_s, grace_s=grace_s)
     except (KernelTimeout, KernelFault):
-        rt._wedged = True
+        rt.mark_wedged()
         raise
     finally:
         rt.last_wait_s = time.monotonic() - t0

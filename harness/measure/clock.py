@@ -76,7 +76,7 @@ def device_clock_mhz(rt: Runtime) -> float | None:
 
     try:
         attr = drv.driver_module().CUdevice_attribute.CU_DEVICE_ATTRIBUTE_CLOCK_RATE
-        khz = int(drv.call("cuDeviceGetAttribute", attr, rt._cu_device))
+        khz = int(drv.call("cuDeviceGetAttribute", attr, rt.cu_device))
     except Exception:
         return None
     return khz / 1e3 if khz > 0 else None

@@ -41,7 +41,7 @@ def l2_cache_bytes(rt: Runtime) -> int:
     from harness.gpu import driver as drv
 
     attr = drv.driver_module().CUdevice_attribute.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE
-    return int(drv.call("cuDeviceGetAttribute", attr, rt._cu_device))
+    return int(drv.call("cuDeviceGetAttribute", attr, rt.cu_device))
 
 
 class _Rig:
