@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness.errors import PollbenchError
-from harness.futures import FutureDef
+from harness.futures import FutureDef, declare_wake
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.types import U32, U64
 
@@ -299,8 +299,7 @@ def define_noop_wake(module: Module) -> None:
     """``wake(task, exec)`` that does nothing (block_on re-polls anyway)."""
     if "wake" in module.functions:
         return
-    w = Builder.func(module, "wake", [("task", U32), ("exec", U64)])
-    w.ret()
+    declare_wake(module).ret()
 
 
 def stop_requested(b: Builder, stop):

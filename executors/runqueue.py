@@ -69,7 +69,8 @@ Ready" hold when a task is woken during the poll that returns Ready.
 from __future__ import annotations
 
 from harness.futures import (
-    READY, SPAWN_FAILED, FutureDef, ROW_BYTES, record_addr, row_mem, st_row, write_task_args,
+    READY, SPAWN_FAILED, FutureDef, ROW_BYTES, declare_spawn, declare_wake, record_addr, row_mem,
+    st_row, write_task_args,
 )
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.types import B32, U32, U64
@@ -85,7 +86,6 @@ RQ_HEADER_ROWS = 8
 ERROR, POOL_NEXT, FINISHED, NTASKS, COUNTERS = 0, 4, 8, 12, 16
 STATE_BYTES = 64
 INSTRUMENTED = 1  # tag bit of ``exec`` in instrumented builds: wake/spawn count then
-SPAWN_PARAMS = (("task", U32), ("exec", U64), ("poll_fn", U64), ("args", U64))
 
 
 # ------------------------------------------------------------------ addressing
@@ -194,17 +194,6 @@ def start_task(b: Builder, base, fut: FutureDef, task, home, poll_fn, args, rows
 
 
 # --------------------------------------------------------- wake and spawn .funcs
-
-
-def define_wake(module: Module):
-    """Declare ``wake(task, exec)``; returns its builder (the body comes once the record
-    size is known: futures must see ``wake`` before they are emitted, and they size it)."""
-    return Builder.func(module, "wake", [("task", U32), ("exec", U64)])
-
-
-def define_spawn(module: Module):
-    """Declare ``spawn(task, exec, poll_fn, args) -> u32`` (body filled in later)."""
-    return Builder.func(module, "spawn", SPAWN_PARAMS, ret=U32)
 
 
 def fill_wake(w: Builder, rows: int) -> None:
@@ -367,7 +356,9 @@ class RunQueueExecutor(Executor):
         types = (root,) + tuple(t for t in tasks if t is not root)
         layout = getattr(module, "_runqueue_layout", None)
         if layout is None:
-            w, s = define_wake(module), define_spawn(module)
+            # bodies come once the record size is known: futures must see wake and spawn
+            # before they are emitted, and they size the records
+            w, s = declare_wake(module), declare_spawn(module)
             for t in types:
                 t.emit(module)
             rows = RQ_HEADER_ROWS + max(t.rows for t in types)
@@ -424,5 +415,5 @@ class RunQueueExecutor(Executor):
 
 __all__ = ["SPAWNED", "RUN_QUEUED", "RQ_HEADER_ROWS", "STATE_BYTES", "RunQueueExecutor", "push",
            "wake_task", "start_task", "run_batch", "start_roots", "live_tasks", "record",
-           "frame_of", "define_wake", "define_spawn", "fill_wake", "fill_spawn",
+           "frame_of", "fill_wake", "fill_spawn",
            "exec_base", "stop_requested", "StopPoller", "finish_counters", "KERNEL_PARAMS"]

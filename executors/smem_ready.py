@@ -98,8 +98,8 @@ from executors.base import (
 )
 from harness.errors import PollbenchError
 from harness.futures import (
-    READY, ROW_BYTES, SPAWN_FAILED, FutureDef, record_addr, records_bytes, set_frame_space, st_row,
-    write_task_args,
+    READY, ROW_BYTES, SPAWN_FAILED, FutureDef, declare_spawn, declare_wake, record_addr,
+    records_bytes, set_frame_space, st_row, write_task_args,
 )
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.ir import LocalVar
@@ -118,7 +118,6 @@ ERRORS.setdefault(ERROR_SMEM_FULL, "more tasks in a block than its shared memory
 MAIL_CHECK_EVERY = 64  # polls between mailbox checks of a busy worker
 STOP_CHECK_EVERY = 64  # idle sweeps between reads of the host's stop flag
 BUSY_STOP_EVERY = 4  # mailbox checks of a busy worker between reads of the stop flag
-SPAWN_PARAMS = (("task", U32), ("exec", U64), ("poll_fn", U64), ("args", U64))
 SYNC = dict(sem="acq_rel", scope="cta")  # the executor's shared atomics
 RELEASE = dict(sem="release", scope="cta")  # red has no acquire side
 
@@ -318,7 +317,7 @@ def _frame_rows(module: Module, fut: FutureDef) -> int:
     scratch = Module(arch=module.arch)
     set_frame_space(scratch, "shared")
     define_noop_wake(scratch)
-    sp = Builder.func(scratch, "spawn", SPAWN_PARAMS, ret=U32)
+    sp = declare_spawn(scratch)
     sp.ret(sp.mov(SPAWN_FAILED, type=U32))
     fut.emit(scratch)
     return fut.rows
@@ -378,9 +377,7 @@ def _define_wake(module: Module, a: _Arrays) -> None:
     """``wake(task, exec)``: decode the id into (block, slot) (module docstring, Task ids).
     Same block: shared atomics; another block: its mailbox. ``exec`` is the counters
     pointer (0: not instrumented)."""
-    if "wake" in module.functions:
-        raise PollbenchError("smem_ready must define wake, and this module already has one")
-    b = Builder.func(module, "wake", [("task", U32), ("exec", U64)])
+    b = declare_wake(module)
     task, counters = b.param("task"), b.param("exec")
     cap = a.layout.capacity
     count_at(b, counters, _gtid(b), "wakes")
@@ -418,9 +415,7 @@ def _define_spawn(module: Module, a: _Arrays) -> None:
     live *before* it can be polled (the spawner's own task keeps ``live`` above 0 meanwhile,
     so the block cannot finish under it), writes a root-signature frame ``(task, args)``
     and wakes it. A full block sets ERROR_POOL_FULL and returns SPAWN_FAILED."""
-    if "spawn" in module.functions:
-        raise PollbenchError("smem_ready must define spawn, and this module already has one")
-    b = Builder.func(module, "spawn", SPAWN_PARAMS, ret=U32)
+    b = declare_spawn(module)
     counters = b.param("exec")
     ctl = _addr(b, a.ctl)
     slot = b.atom("shared", "add", b.add(ctl, CTL_ALLOC, type=U32), 1, type=U32)

@@ -288,7 +288,12 @@ def test_nvjitlink_leaves_cudaGraphSetConditional_unresolved() -> None:
 def test_ptx_isa_for() -> None:
     assert selftest.ptx_isa_for("sm_90") == "8.0"
     assert selftest.ptx_isa_for("sm_90a") == "8.0"
-    assert selftest.ptx_isa_for("sm_100") == "8.7"
+    assert selftest.ptx_isa_for("sm_100") == "8.6"  # the IR's table: sm_100 is PTX ISA 8.6
+    from harness.ptx.ir import ptx_isa_for
+
+    assert selftest.ptx_isa_for is ptx_isa_for  # one table
+    assert selftest.ptx_isa_for("sm_121") == "8.8" and selftest.ptx_isa_for("sm_75") == "8.0"
+    assert selftest.ptx_isa_for("sm_130") == "9.0"  # newer than the table: its newest ISA
 
 
 # ---------------------------------------------------------------- on a GPU

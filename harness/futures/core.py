@@ -62,6 +62,10 @@ LANES = 32  # tasks per frame group: a warp's frames interleave row by row
 ROW_BYTES = 4 * LANES  # one u32 row of a group
 RESUME_ROW = 0
 POLL_PARAMS = (("frame", U64), ("task", U32), ("exec", U64))
+# The executor's side of the ABI, called from polls: a Waker's vtable call, and spawning
+# a task (its id, or SPAWN_FAILED). One definition: every executor declares them from here.
+WAKE_PARAMS = (("task", U32), ("exec", U64))
+SPAWN_PARAMS = WAKE_PARAMS + (("poll_fn", U64), ("args", U64))
 FRAME_SPACES = ("global", "shared")
 ROOT_PARAMS = (("task", U32), ("args", U64))  # every task's signature (spawn, roots)
 
@@ -206,6 +210,20 @@ def set_frame_space(module: Module, space: str) -> None:
         raise FutureBuildError(f"this module already has poll functions with {frame_space(module)} "
                                f"frames; set the frame space before emitting any future")
     module._frame_space = space
+
+
+def declare_wake(module: Module) -> Builder:
+    """Start the executor's ``wake(task, exec)`` in ``module``: its builder, for the body."""
+    if "wake" in module.functions:
+        raise PollbenchError("this module already has a wake: one executor per module")
+    return Builder.func(module, "wake", WAKE_PARAMS)
+
+
+def declare_spawn(module: Module) -> Builder:
+    """Start the executor's ``spawn(task, exec, poll_fn, args) -> u32`` in ``module``."""
+    if "spawn" in module.functions:
+        raise PollbenchError("this module already has a spawn: one executor per module")
+    return Builder.func(module, "spawn", SPAWN_PARAMS, ret=U32)
 
 
 def is_noop_wake(module: Module) -> bool:

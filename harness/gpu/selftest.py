@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.ptx.ir import ptx_isa_for  # the one .version table (re-exported)
+
 if TYPE_CHECKING:  # pragma: no cover
     from harness.gpu.kernel import KernelHandle
     from harness.gpu.module import Module
@@ -49,16 +51,6 @@ __all__ = [
 
 #: exit code of the timeout child when it saw KernelTimeout as expected
 TIMEOUT_CHILD_EXIT = 3
-
-
-def ptx_isa_for(arch: str) -> str:
-    """A PTX ISA ``.version`` that the arch needs and a CUDA 13.0 driver accepts."""
-    cc = int(arch.removeprefix("sm_").rstrip("af"))
-    if cc < 100:
-        return "8.0"
-    if cc in (100, 101, 120):
-        return "8.7"
-    return "9.0"
 
 
 def _header(arch: str) -> str:
