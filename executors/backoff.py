@@ -18,6 +18,7 @@ choices.
 from __future__ import annotations
 
 from executors.embassy import Embassy
+from harness.errors import PollbenchError
 from harness.ptx import Builder
 from harness.ptx.types import U32
 
@@ -30,7 +31,7 @@ class Backoff(Embassy):
     def __init__(self, min_ns: int = DEFAULT_MIN_NS, max_ns: int = DEFAULT_MAX_NS,
                  factor: float = DEFAULT_FACTOR):
         if not 0 < min_ns <= max_ns or factor < 1:
-            raise ValueError(f"backoff needs 0 < min_ns <= max_ns and factor >= 1 "
+            raise PollbenchError(f"backoff needs 0 < min_ns <= max_ns and factor >= 1 "
                              f"(got {min_ns}, {max_ns}, {factor})")
         self.min_ns, self.max_ns, self.factor = int(min_ns), int(max_ns), float(factor)
         self.summary = (f"embassy whose idle workers sleep with exponential nanosleep "

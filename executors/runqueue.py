@@ -68,6 +68,7 @@ Ready" hold when a task is woken during the poll that returns Ready.
 
 from __future__ import annotations
 
+from harness.errors import PollbenchError
 from harness.futures import (
     READY, SPAWN_FAILED, FutureDef, ROW_BYTES, declare_spawn, declare_wake, record_addr, row_mem,
     st_row, write_task_args,
@@ -366,7 +367,7 @@ class RunQueueExecutor(Executor):
             fill_spawn(s, rows, spawn_capacity, root)
             layout = module._runqueue_layout = (rows, spawn_capacity, tuple(t.name for t in types))
         elif layout[1:] != (spawn_capacity, tuple(t.name for t in types)):
-            raise ValueError("one module holds one task pool layout: rebuild in a new module")
+            raise PollbenchError("one module holds one task pool layout: rebuild in a new module")
         rows = layout[0]
         name = self.kernel_name(granularity, dispatch, root, instrument)
         self.emit_kernel(module, name, types, rows, dispatch, instrument, granularity)

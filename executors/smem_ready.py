@@ -611,6 +611,16 @@ class _Kernel:
 
     # ------------------------------------------------------------ run loops
 
+    def loop_registers(self) -> tuple:
+        """A worker's loop state: claimed anything in this sweep, polls since the last
+        mailbox check, done; ``self.spins`` (housekeeping calls); the sweep's start clock
+        (instrumented builds)."""
+        b = self.b
+        found, since_mail = b.mov(0, type=U32), b.mov(0, type=U32)
+        self.spins = b.mov(0, type=U32)
+        done = b.mov(0, type=U32)
+        return found, since_mail, done, b.special("clock64") if self.instrument else None
+
     def thread_loop(self) -> None:
         """Each thread claims single ready bits, from a cursor that starts at its own lane's
         bit of its warp's word and moves past every task it claims."""
@@ -618,11 +628,7 @@ class _Kernel:
         lane = b.and_(self.tid, 31, type=B32)
         cw = b.rem(b.shr(self.tid, 5, type=U32), lay.words, type=U32)
         cb = b.mov(lane, type=U32)
-        found = b.mov(0, type=U32)  # claimed anything in this sweep
-        since_mail = b.mov(0, type=U32)
-        self.spins = b.mov(0, type=U32)
-        done = b.mov(0, type=U32)
-        sweep_t0 = b.special("clock64") if self.instrument else None
+        found, since_mail, done, sweep_t0 = self.loop_registers()
         with b.loop() as loop:
             word = _addr(b, a.ready, cw)
             bits = b.ld("shared", word, B32, sem="volatile")
@@ -668,11 +674,7 @@ class _Kernel:
         lane = b.and_(self.tid, 31, type=B32)
         leader = b.setp("eq", lane, 0, type=B32)
         cw = b.rem(b.shr(self.tid, 5, type=U32), lay.words, type=U32)
-        found = b.mov(0, type=U32)
-        since_mail = b.mov(0, type=U32)
-        self.spins = b.mov(0, type=U32)
-        done = b.mov(0, type=U32)
-        sweep_t0 = b.special("clock64") if self.instrument else None
+        found, since_mail, done, sweep_t0 = self.loop_registers()
         with b.loop() as loop:
             word = _addr(b, a.ready, cw)
             took = b.mov(0, type=B32)

@@ -65,9 +65,9 @@ def test_graph_calls_set_conditional_and_runs_rounds():
 
 
 def test_backoff_parameters():
-    with pytest.raises(ValueError):
+    with pytest.raises(PollbenchError, match="backoff needs 0 < min_ns <= max_ns"):
         Backoff(min_ns=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(PollbenchError, match=r"\(got 512, 128, 2.0\)"):
         Backoff(min_ns=512, max_ns=128)
     a, b = Backoff(), Backoff(64, 256, 1.5)
     root = get_workload("yield_storm").root()

@@ -22,7 +22,7 @@ side finds the waiter. A stale waiter only costs a spurious wake, which futures 
 
 from __future__ import annotations
 
-from harness.futures.core import FnBuilder, FutureCall
+from harness.futures.core import FnBuilder, FutureBuildError, FutureCall
 from harness.futures.lib import LeafFuture
 from harness.ptx.types import B32, U32, U64
 
@@ -52,6 +52,22 @@ def _park(f: FnBuilder, ch, slot: int) -> None:
     f.fence("sc", "gpu")
 
 
+def _park_while(f: FnBuilder, ch, blocked, waiter: int) -> None:
+    """While ``blocked()`` (a fresh load each call): park as the ``waiter``, check again (the
+    other side may have moved between the first check and the park), and return Pending if
+    still blocked. The Dekker pattern of both sides: store waiter, fence.sc, re-check."""
+    with f.if_(blocked()):
+        _park(f, ch, waiter)
+        with f.when(blocked()):
+            f.pending()
+
+
+def _slot(f: FnBuilder, ch, index, cap: int):
+    """Address of ring slot ``index mod cap`` (cap a power of two)."""
+    return f.add(_at(f, ch, SLOTS), f.mul(f.and_(index, cap - 1, type=U32), 4, mode="wide"),
+                 type=U64)
+
+
 def _send_body(cap: int):
     def body(f: FnBuilder):
         f.new_state()  # every poll, the first included, starts here
@@ -62,13 +78,8 @@ def _send_body(cap: int):
             head = f.ld("global", ch, U32, sem="acquire", scope="gpu")
             return f.setp("ge", f.sub(tail, head), cap, type=U32)
 
-        with f.if_(full()):
-            _park(f, ch, SEND_WAITER)
-            with f.when(full()):
-                f.pending()
-        slot = f.add(_at(f, ch, SLOTS), f.mul(f.and_(tail, cap - 1, type=U32), 4, mode="wide"),
-                     type=U64)
-        f.st("global", slot, f.arg("value"), type=U32)
+        _park_while(f, ch, full, SEND_WAITER)
+        f.st("global", _slot(f, ch, tail, cap), f.arg("value"), type=U32)
         f.st("global", _at(f, ch, TAIL), f.add(tail, 1), sem="release", scope="gpu")
         f.fence("sc", "gpu")
         _wake_waiter(f, ch, RECV_WAITER)
@@ -87,13 +98,8 @@ def _recv_body(cap: int):
             tail = f.ld("global", _at(f, ch, TAIL), U32, sem="acquire", scope="gpu")
             return f.setp("eq", tail, head)
 
-        with f.if_(empty()):
-            _park(f, ch, RECV_WAITER)
-            with f.when(empty()):
-                f.pending()
-        slot = f.add(_at(f, ch, SLOTS), f.mul(f.and_(head, cap - 1, type=U32), 4, mode="wide"),
-                     type=U64)
-        value = f.ld("global", slot, U32)
+        _park_while(f, ch, empty, RECV_WAITER)
+        value = f.ld("global", _slot(f, ch, head, cap), U32)
         f.st("global", ch, f.add(head, 1), sem="release", scope="gpu")
         f.fence("sc", "gpu")
         _wake_waiter(f, ch, SEND_WAITER)
@@ -107,7 +113,7 @@ _FUTS: dict = {}
 
 def _futures(cap: int):
     if cap < 1 or cap & (cap - 1):
-        raise ValueError(f"channel capacity must be a power of two, not {cap}")
+        raise FutureBuildError(f"channel capacity must be a power of two, not {cap}")
     if cap not in _FUTS:
         _FUTS[cap] = (LeafFuture(f"chan{cap}_send", [("ch", U64), ("value", U32)], None,
                                  _send_body(cap)),
