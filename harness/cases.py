@@ -160,81 +160,116 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
 
     ``timing`` is a ``harness.measure.TimingConfig`` (default: architecture §7's); ``repeats``, if
     given, fixes the sample count instead (min = max = repeats)."""
-    from harness.compile import arch_limits, compile_ptx, theoretical_occupancy
-
-    arch = arch or getattr(backend, "arch", "sm_90")
-    m, kernel, baseline, wl = build_case(spec, arch, instrument=instrument)
-    backend.load(m)
-    n = spec.ntasks
-    rng = np.random.default_rng(spec.seed)
-    inputs = wl.make_inputs(rng, n)
-    want = wl.reference(inputs, n)
-    grid = -(-n // spec.block)
-
-    args, out = wl.upload(backend, inputs, n)
-    capacity = kernel.task_capacity(n)
-    run = LaunchArgs.allocate(backend, kernel, n, args)
-    frames = run.frames
-    ex = get_executor(spec.executor)
-    first = ex.launch(backend, kernel, grid, spec.block, run, checked=True)
-    check = verdict(wl.read_output(backend, out, n), want)
-    if kernel.error_offset is not None:
-        code = int(backend.read(frames + kernel.error_offset, np.uint32, 1)[0])
-        if code:
-            from executors.base import ERRORS
-
-            check = (f"FAIL: executor error {code}: {ERRORS.get(code, 'unknown')} "
-                     f"(capacity {capacity} tasks)")
-    res = CaseResult(spec, backend.name, check, frame_bytes=kernel.frame_bytes)
-    if first.instructions is not None:
-        res.instructions_per_task = first.instructions / n
-    base_args = None
-    if baseline:
-        base_args, base_out = wl.upload(backend, inputs, n)
-        b = backend.launch(baseline, grid, spec.block, [base_args, np.uint32(n)], checked=True)
-        res.baseline_check = verdict(wl.read_output(backend, base_out, n), want)
-        if b.instructions is not None:
-            res.baseline_instructions_per_task = b.instructions / n
+    case = _Case(spec, backend, arch or getattr(backend, "arch", "sm_90"), instrument)
+    res = case.check()
     if backend.name == "gpu" and res.ok:
+        case.time(res, timing, repeats)
+    res.extra["metrics"] = case.wl.metrics(backend, case.inputs, case.args, spec.ntasks,
+                                           res.time_ms)
+    if case.kernel.instrumented is not None and res.ok:
+        case.count(res)
+    case.resources(res)
+    return res
+
+
+class _Case:
+    """One case's phases, in the order ``run_case`` calls them (NVBench's: check,
+    initialise, warm up, trials, summarise): built, loaded and its inputs uploaded here."""
+
+    def __init__(self, spec: CaseSpec, backend: Backend, arch: str, instrument: bool):
+        self.spec, self.backend, self.arch = spec, backend, arch
+        self.m, self.kernel, self.baseline, self.wl = build_case(spec, arch, instrument=instrument)
+        backend.load(self.m)
+        n = spec.ntasks
+        self.inputs = self.wl.make_inputs(np.random.default_rng(spec.seed), n)
+        self.want = self.wl.reference(self.inputs, n)
+        self.grid = -(-n // spec.block)
+        self.args, self.out = self.wl.upload(backend, self.inputs, n)
+        self.run = LaunchArgs.allocate(backend, self.kernel, n, self.args)
+        self.ex = get_executor(spec.executor)
+        self.base_args = None
+
+    def check(self) -> CaseResult:
+        """One run of the executor and one of the baseline, each checked against numpy."""
+        be, kernel, spec, n = self.backend, self.kernel, self.spec, self.spec.ntasks
+        first = self.ex.launch(be, kernel, self.grid, spec.block, self.run, checked=True)
+        check = verdict(self.wl.read_output(be, self.out, n), self.want)
+        if kernel.error_offset is not None:
+            code = int(be.read(self.run.frames + kernel.error_offset, np.uint32, 1)[0])
+            if code:
+                from executors.base import ERRORS
+
+                check = (f"FAIL: executor error {code}: {ERRORS.get(code, 'unknown')} "
+                         f"(capacity {kernel.task_capacity(n)} tasks)")
+        res = CaseResult(spec, be.name, check, frame_bytes=kernel.frame_bytes)
+        if first.instructions is not None:
+            res.instructions_per_task = first.instructions / n
+        if self.baseline:
+            self.base_args, base_out = self.wl.upload(be, self.inputs, n)
+            b = be.launch(self.baseline, self.grid, spec.block, self.baseline_params(),
+                          checked=True)
+            res.baseline_check = verdict(self.wl.read_output(be, base_out, n), self.want)
+            if b.instructions is not None:
+                res.baseline_instructions_per_task = b.instructions / n
+        return res
+
+    def baseline_params(self) -> list:
+        return [self.base_args, np.uint32(self.spec.ntasks)]
+
+    def time(self, res: CaseResult, timing, repeats: int | None) -> None:
+        """The timing protocol over the executor's runs, NVML over back-to-back runs, then
+        the baseline's timing (GPU)."""
+        be, spec = self.backend, self.spec
         if repeats:
             from dataclasses import replace
 
             from harness.measure import TimingConfig
 
             timing = replace(timing or TimingConfig(), min_samples=repeats, max_samples=repeats)
-        enqueue = lambda: ex.enqueue(backend, kernel, grid, spec.block, run)  # noqa: E731
-        stats = _time(backend, enqueue, timing, ex.graph_safe(kernel))
+        enqueue = lambda: self.ex.enqueue(be, self.kernel, self.grid, spec.block, self.run)  # noqa: E731
+        stats = _time(be, enqueue, timing, self.ex.graph_safe(self.kernel))
         res.timing, res.time_ms, res.samples = stats, stats.median_ms, stats.samples
-        res.extra["nvml"] = _energy_window(backend, enqueue, stats.median_ms, n)
-        if baseline:
-            bstats = _time(backend, lambda: backend.enqueue(baseline, grid, spec.block,
-                                                            [base_args, np.uint32(n)]),
-                           timing, True)
+        res.extra["nvml"] = _energy_window(be, enqueue, stats.median_ms, spec.ntasks)
+        if self.baseline:
+            bstats = _time(be, lambda: be.enqueue(self.baseline, self.grid, spec.block,
+                                                   self.baseline_params()), timing, True)
             res.baseline_timing, res.baseline_ms = bstats, bstats.median_ms
-    res.extra["metrics"] = wl.metrics(backend, inputs, args, n, res.time_ms)
-    if kernel.instrumented is not None and res.ok:
+
+    def count(self, res: CaseResult) -> None:
+        """One run of the instrumented build: the per-thread counters, summarised."""
         from executors.base import COUNTER_FIELDS
+        from harness.compile import arch_limits
         from harness.counters import summarise
 
-        nthreads = grid * spec.block
-        counters = backend.to_device(np.zeros(nthreads * len(COUNTER_FIELDS), np.uint64))
-        ex.launch(backend, kernel.instrumented, grid, spec.block, run.with_counters(counters),
-                  checked=True)
-        raw = backend.read(counters, np.uint64, nthreads * len(COUNTER_FIELDS))
-        res.extra["counters"] = summarise(raw, n, arch_limits(arch).max_warps_per_sm)
-    try:
-        compiled = getattr(backend, "compiled", None) or compile_ptx(m.to_ptx(), arch)
-        r = compiled.resources.get(kernel.name)
-        if r is not None:
-            res.registers, res.spills, res.stack_frame = r.registers, r.spill_stores, r.stack_frame
-            occ = theoretical_occupancy(r, spec.block, arch, kernel.dynamic_smem)
-            res.extra["theoretical_occupancy"] = occ.fraction
-            res.extra["occupancy_limiter"] = occ.limiter
-        if baseline and baseline in compiled.resources:
-            res.baseline_registers = compiled.resources[baseline].registers
-    except PollbenchError as e:  # a report we cannot make is not a failed case
-        res.extra["resources_error"] = str(e)
-    regs = backend.kernel_registers(kernel.name)
-    if regs is not None:
-        res.extra["registers_driver"] = regs
-    return res
+        be, spec = self.backend, self.spec
+        nthreads = self.grid * spec.block
+        counters = be.to_device(np.zeros(nthreads * len(COUNTER_FIELDS), np.uint64))
+        self.ex.launch(be, self.kernel.instrumented, self.grid, spec.block,
+                       self.run.with_counters(counters), checked=True)
+        raw = be.read(counters, np.uint64, nthreads * len(COUNTER_FIELDS))
+        res.extra["counters"] = summarise(raw, spec.ntasks,
+                                          arch_limits(self.arch).max_warps_per_sm)
+
+    def resources(self, res: CaseResult) -> None:
+        """Registers, spills, stack and theoretical occupancy from nvJitLink's report, and
+        the driver's register count; a report that cannot be made is noted, not a failure."""
+        from harness.compile import compile_ptx, theoretical_occupancy
+
+        kernel, baseline = self.kernel, self.baseline
+        try:
+            compiled = (getattr(self.backend, "compiled", None)
+                        or compile_ptx(self.m.to_ptx(), self.arch))
+            r = compiled.resources.get(kernel.name)
+            if r is not None:
+                res.registers, res.spills, res.stack_frame = (r.registers, r.spill_stores,
+                                                              r.stack_frame)
+                occ = theoretical_occupancy(r, self.spec.block, self.arch, kernel.dynamic_smem)
+                res.extra["theoretical_occupancy"] = occ.fraction
+                res.extra["occupancy_limiter"] = occ.limiter
+            if baseline and baseline in compiled.resources:
+                res.baseline_registers = compiled.resources[baseline].registers
+        except PollbenchError as e:
+            res.extra["resources_error"] = str(e)
+        regs = self.backend.kernel_registers(kernel.name)
+        if regs is not None:
+            res.extra["registers_driver"] = regs

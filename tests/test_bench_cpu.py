@@ -32,3 +32,38 @@ def test_nvjitlink_compile_of_a_case_module(benchmark):
                                   iterations=1)
     assert compiled.resources[kernel.name].registers > 0
     benchmark.extra_info["ptx_lines"] = ptx.count("\n")
+
+
+def test_the_timing_phase_times_the_executor_and_its_baseline(monkeypatch):
+    """run_case's GPU phases, on the emulator: the timing protocol and the NVML window are
+    stand-ins that call what they were given, so the wiring (which kernel is enqueued with
+    which arguments, where the figures land) is checked without a GPU."""
+    from harness import cases
+    from harness.backend import EmuBackend
+    from harness.measure import summarize
+
+    calls = []
+
+    def fake_time(backend, enqueue, config, graph_safe):
+        enqueue()  # a real run: the emulator executes it
+        calls.append(("time", graph_safe, backend.last.kernel if backend.last else None))
+        return summarize([1.0 + len(calls)])
+
+    def fake_energy(backend, enqueue, run_ms, ntasks):
+        enqueue()
+        calls.append(("energy", run_ms, ntasks))
+        return {"energy_per_task_j": 1e-9}
+
+    class LooksLikeGpu(EmuBackend):
+        name = "gpu"
+
+    monkeypatch.setattr(cases, "_time", fake_time)
+    monkeypatch.setattr(cases, "_energy_window", fake_energy)
+    spec = cases.CaseSpec("embassy", "seed_demo", "direct", "thread", ntasks=32, block=32)
+    r = cases.run_case(spec, LooksLikeGpu(), instrument=False)
+    assert r.check == "pass" and r.baseline_check == "pass"
+    assert [c[0] for c in calls] == ["time", "energy", "time"]
+    assert calls[0][2].startswith("embassy_") and calls[2][2] == "seed_demo_baseline"
+    assert calls[1][1:] == (2.0, 32)
+    assert (r.time_ms, r.baseline_ms) == (2.0, 4.0)
+    assert r.extra["nvml"] == {"energy_per_task_j": 1e-9}
