@@ -204,12 +204,9 @@ def test_seed_demo_block_on_emulator(dispatch, granularity):
 
 @requires_gpu
 @pytest.mark.parametrize("dispatch,granularity", GRID)
-def test_seed_demo_block_on_gpu(dispatch, granularity):
-    from harness.backend import GpuBackend
-
+def test_seed_demo_block_on_gpu(dispatch, granularity, gpu_backend):
     spec = CaseSpec("block_on", "seed_demo", dispatch, granularity, ntasks=1 << 20, seed=11)
-    with GpuBackend() as be:
-        r = run_case(spec, be, repeats=10)
+    r = run_case(spec, gpu_backend, repeats=10)
     assert r.check == "pass", r.check
     assert r.baseline_check == "pass", r.baseline_check
     assert r.time_ms > 0 and r.baseline_ms > 0

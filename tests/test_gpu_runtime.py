@@ -15,7 +15,7 @@ from harness.gpu import args as gargs
 from harness.gpu import driver as gdriver
 from harness.gpu import selftest
 from harness.gpu.errors import CudaCallError, GpuUnavailable, KernelFault, KernelTimeout, LaunchArgError
-from harness.gpu.testing import GPU_SKIP_REASON, gpu_runtime, requires_gpu  # noqa: F401 (fixture)
+from harness.gpu.testing import GPU_SKIP_REASON, requires_gpu
 from harness.gpu.watchdog import poll_until, wait_with_watchdog
 
 REPO = Path(__file__).resolve().parents[1]

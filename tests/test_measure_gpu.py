@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.gpu.testing import gpu_runtime, requires_gpu  # noqa: F401 (fixture)
+from harness.gpu.testing import requires_gpu
 from harness.measure import NvmlSampler, StreamBlockTimeout, TimingConfig, measure
 from harness.ptx import U32, U64, Builder, Module
 

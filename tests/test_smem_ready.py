@@ -23,12 +23,6 @@ GRID = [(d, g) for d in ("direct", "indirect") for g in ("thread", "warp")]
 ROOT = [("task", U32), ("args", U64)]
 
 
-def _gpu():
-    from harness.backend import GpuBackend
-
-    return GpuBackend()
-
-
 def _run(root, n, block, backend, granularity="thread", dispatch="direct", grid=None,
          words=0, instrument=False, ex=None):
     """Run ``root`` over ``n`` tasks under smem_ready; ``args`` points at ``words`` zeroed
@@ -69,10 +63,10 @@ def test_seed_demo_emulator(dispatch, granularity):
 
 @requires_gpu
 @pytest.mark.parametrize("dispatch,granularity", GRID)
-def test_seed_demo_gpu(dispatch, granularity):
+def test_seed_demo_gpu(dispatch, granularity, gpu_backend):
     spec = CaseSpec("smem_ready", "seed_demo", dispatch, granularity, ntasks=1 << 20, seed=11)
-    with _gpu() as be:
-        r = run_case(spec, be, repeats=10)
+    be = gpu_backend
+    r = run_case(spec, be, repeats=10)
     assert r.check == "pass", r.check
     assert r.time_ms > 0
     print(f"{spec.label}: {r.time_ms:.4f} ms vs baseline {r.baseline_ms:.4f} ms")
@@ -158,10 +152,10 @@ def test_yield_heavy_root_under_random_schedules():
 
 @requires_gpu
 @pytest.mark.parametrize("granularity", ["thread", "warp"])
-def test_yield_heavy_root_gpu(granularity):
+def test_yield_heavy_root_gpu(granularity, gpu_backend):
     n = 1000
-    with _gpu() as be:
-        out, c, _, _ = _run(yield_k, n, 128, be, granularity, words=2048, instrument=True)
+    be = gpu_backend
+    out, c, _, _ = _run(yield_k, n, 128, be, granularity, words=2048, instrument=True)
     _check_yields(out, n, c)
 
 
@@ -245,9 +239,9 @@ def test_cross_block_wake_goes_through_the_mailbox(granularity):
 
 @requires_gpu
 @pytest.mark.parametrize("granularity", ["thread", "warp"])
-def test_cross_block_wake_gpu(granularity):
-    with _gpu() as be:
-        out, c, k = _cross_block_run(be, granularity, block=128, n=256)
+def test_cross_block_wake_gpu(granularity, gpu_backend):
+    be = gpu_backend
+    out, c, k = _cross_block_run(be, granularity, block=128, n=256)
     assert out[FLAG] == 1 and out[POLLS] == 2
 
 
@@ -321,10 +315,10 @@ def test_dynamic_shared_memory_is_bounded_by_the_launch():
 
 
 @requires_gpu
-def test_frames_beyond_the_static_limit_gpu():
+def test_frames_beyond_the_static_limit_gpu(gpu_backend):
     n, block = 128 * 512, 128
-    with _gpu() as be:
-        out, _, k, _ = _run(_wide_frame(130), n, block, be, words=n)
+    be = gpu_backend
+    out, _, k, _ = _run(_wide_frame(130), n, block, be, words=n)
     assert k.dynamic_smem > STATIC_SMEM_LIMIT
     np.testing.assert_array_equal(out, _wide_want(130, n))
 

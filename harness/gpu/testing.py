@@ -2,10 +2,14 @@
 
 ::
 
-    from harness.gpu.testing import requires_gpu, gpu_runtime  # noqa: F401 (fixture)
+    from harness.gpu.testing import requires_gpu
 
     @requires_gpu
     def test_something(gpu_runtime): ...
+
+``gpu_runtime`` is registered for every test folder by the repository's ``conftest.py``
+(``pytest_plugins``), which also defines ``gpu_backend`` (a backend is a layer above
+this package); a test module imports neither.
 
 ``requires_gpu`` marks a test (or class) ``gpu`` and skips it, with the reason
 (e.g. "no CUDA driver found (libcuda.so) ..."), when no GPU is usable.
