@@ -133,6 +133,54 @@ def _live_add(b: Builder, rec, delta: int, live="memory") -> None:
     b.st("global", addr, b.add(b.ld("global", addr, U32), delta & 0xFFFFFFFF, type=U32), type=U32)
 
 
+# ------------------------------------------------ task state transitions (state_atomics)
+# Every change of a record's STATE word, each with its memory ordering, written once (as
+# Embassy's state_atomics.rs). Bits: SPAWNED (a live task), RUN_QUEUED (on a run queue or
+# about to be), ROOT (spawned by the kernel's start, homed by its id).
+
+
+def state_run_enqueue(b: Builder, rec):
+    """``run_enqueue``: set RUN_QUEUED, returning the previous state. AcqRel: the release
+    publishes what the waker wrote before waking; the acquire lets the waker that finds the
+    task unqueued push it after everything the last poll wrote."""
+    return b.atom("global", "or", row_mem(rec, STATE), RUN_QUEUED, type=B32,
+                  sem="acq_rel", scope="gpu")
+
+
+def state_mark_spawned(b: Builder, rec) -> None:
+    """``mark_spawned``: SPAWNED | RUN_QUEUED by a release store, which publishes the
+    record's poll_fn, home and frame to whoever dequeues it."""
+    b.st("global", row_mem(rec, STATE), b.mov(SPAWNED | RUN_QUEUED, type=U32),
+         sem="release", scope="gpu")
+
+
+def state_claim_root(b: Builder, rec) -> None:
+    """A root's spawn, just before its first poll: SPAWNED | ROOT by an exchange.
+    Acquire: a waker that got in first (its fetch_or is earlier in the state's
+    modification order, and pushed nothing) published its data before that RMW, and the
+    poll must see it. No release: nothing here is read by another thread."""
+    b.atom("global", "exch", row_mem(rec, STATE), b.mov(SPAWNED | ROOT, type=B32),
+           type=B32, sem="acquire", scope="gpu")
+
+
+def state_run_dequeue(b: Builder, rec):
+    """``run_dequeue``: clear RUN_QUEUED before the poll, returning the previous state.
+    AcqRel, as Embassy's: the acquire makes what wakers published before their
+    ``run_enqueue`` visible to the poll; a wake after this clear finds RUN_QUEUED clear
+    and queues the task again, so no wake during the poll is lost."""
+    return b.atom("global", "and", row_mem(rec, STATE), ~RUN_QUEUED & 0xFFFFFFFF, type=B32,
+                  sem="acq_rel", scope="gpu")
+
+
+def state_despawn(b: Builder, rec) -> None:
+    """``despawn``: clear SPAWNED after Ready. Relaxed, where Embassy's is AcqRel: its
+    release publishes "the storage is free" to the next spawn into it, and these records
+    are never reused within a run (the kernel boundary orders runs); wakers and the
+    dequeue only test the bit, with no data behind it."""
+    b.atom("global", "and", row_mem(rec, STATE), ~SPAWNED & 0xFFFFFFFF, type=B32,
+           sem="relaxed", scope="gpu")
+
+
 # ------------------------------------------------------------------ the run queue
 
 
@@ -159,8 +207,7 @@ def wake_task(b: Builder, base, task, rows: int, exec_=None) -> None:
     it onto its home worker's run queue. Counts wakes, queue ops and CAS retries when
     ``exec_`` (tagged) is given."""
     rec = record(b, base, task, rows)
-    prev = b.atom("global", "or", row_mem(rec, STATE), RUN_QUEUED, type=B32,
-                  sem="acq_rel", scope="gpu")
+    prev = state_run_enqueue(b, rec)
     flags = b.and_(prev, SPAWNED | RUN_QUEUED, type=B32)
     if exec_ is not None:
         _count(b, exec_, base, "wakes")
@@ -189,8 +236,7 @@ def start_task(b: Builder, base, fut: FutureDef, task, home, poll_fn, args, rows
     write_task_args(b, "global", frame_of(b, rec), fut, [task, args])
     home_rec = record(b, base, home, rows)
     _live_add(b, home_rec, 1)
-    b.st("global", row_mem(rec, STATE), b.mov(SPAWNED | RUN_QUEUED, type=U32),
-         sem="release", scope="gpu")
+    state_mark_spawned(b, rec)
     return push(b, b.add(home_rec, Q_HEAD * ROW_BYTES, type=U64), task, rec)
 
 
@@ -240,11 +286,7 @@ def start_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, 
     with b.loop() as lp:
         lp.break_if(b.setp("ge", i, ntasks))
         rec = record(b, base, i, rows)
-        # Acquire: a waker that got in first (its fetch_or is earlier in the state's
-        # modification order, and pushed nothing) published its data before that RMW, and
-        # the poll below must see it. No release: nothing here is read by another thread.
-        b.atom("global", "exch", row_mem(rec, STATE), b.mov(SPAWNED | ROOT, type=B32),
-               type=B32, sem="acquire", scope="gpu")
+        state_claim_root(b, rec)
         probe.begin()
         status = first_poll(b, root, rec, frame_of(b, rec), i, exec_, [i, args], dispatch,
                             keep_poll_fn=dispatch == "indirect" or len(types) > 1,
@@ -252,21 +294,12 @@ def start_roots(b: Builder, base, types: tuple, worker, nworkers, ntasks, args, 
         probe.poll_done(status)
         ready = b.setp("eq", status, READY)
         with b.if_(ready):
-            _despawn(b, rec)
+            state_despawn(b, rec)
             if on_ready is not None:
                 on_ready()
         with b.if_(ready, negate=True):
             _live_add(b, me, 1, live)
         b.add(i, nworkers, dst=i)
-
-
-def _despawn(b: Builder, rec) -> None:
-    """Clear SPAWNED after Ready. Relaxed, where Embassy's is AcqRel: its release publishes
-    "the storage is free" to the next spawn into it, and these records are never reused
-    within a run (the kernel boundary orders runs); wakers and the dequeue only test the
-    bit, with no data behind it."""
-    b.atom("global", "and", row_mem(rec, STATE), ~SPAWNED & 0xFFFFFFFF, type=B32,
-           sem="relaxed", scope="gpu")
 
 
 def live_tasks(b: Builder, rec):
@@ -289,8 +322,7 @@ def run_batch(b: Builder, base, rec, types: tuple, exec_, rows: int, dispatch: s
         with b.loop() as walk:
             trec = record(b, base, t, rows)
             nxt = b.ld("global", row_mem(trec, NEXT), U32)
-            prev = b.atom("global", "and", row_mem(trec, STATE), ~RUN_QUEUED & 0xFFFFFFFF,
-                          type=B32, sem="acq_rel", scope="gpu")
+            prev = state_run_dequeue(b, trec)
             spawned = b.setp("ne", b.and_(prev, SPAWNED, type=B32), 0, type=B32)
             with b.if_(spawned):
                 probe.begin()
@@ -298,7 +330,7 @@ def run_batch(b: Builder, base, rec, types: tuple, exec_, rows: int, dispatch: s
                                        poll_fn_row=POLL_FN)
                 probe.poll_done(status)
                 with b.if_(b.setp("eq", status, READY)):
-                    _despawn(b, trec)
+                    state_despawn(b, trec)
                     _live_add(b, rec, -1, live)
                     if on_ready is not None:
                         on_ready()
