@@ -37,7 +37,7 @@ from harness.gpu.events import EventTimer
 from harness.gpu.graphs import ExecGraph
 from harness.gpu.kernel import KernelHandle
 from harness.gpu.memory import DeviceArray
-from harness.gpu.module import Module
+from harness.gpu.module import LoadedModule
 from harness.gpu.runtime import Runtime, grid_for
 from harness.gpu.watchdog import Outcome, StopFlag
 
@@ -48,7 +48,7 @@ __all__ = [
     "driver_version",
     "list_gpus",
     "Runtime",
-    "Module",
+    "LoadedModule",
     "KernelHandle",
     "DeviceArray",
     "EventTimer",

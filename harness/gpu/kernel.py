@@ -1,6 +1,6 @@
 """``KernelHandle``: one kernel of a loaded module, with its resource attributes.
 
-Get one with ``rt.load(cubin).kernel(name)`` (:meth:`~harness.gpu.module.Module.kernel`)
+Get one with ``rt.load(cubin).kernel(name)`` (:meth:`~harness.gpu.module.LoadedModule.kernel`)
 and launch it with :meth:`~harness.gpu.runtime.Runtime.launch`.
 """
 
@@ -16,7 +16,7 @@ __all__ = ["KernelHandle"]
 _DEFAULT_DYNAMIC_SMEM_LIMIT = 48 * 1024
 
 
-# ``Runtime`` and ``Module`` below are annotations only (strings, by ``from __future__ import
+# ``Runtime`` and ``LoadedModule`` below are annotations only (strings, by ``from __future__ import
 # annotations``): this module sits below harness.gpu.module and harness.gpu.runtime and imports neither.
 class KernelHandle:
     """A kernel of a loaded module, with its resource attributes.
@@ -25,7 +25,7 @@ class KernelHandle:
     ``Kernel.attributes``) for this runtime's device.
     """
 
-    def __init__(self, rt: Runtime, module: Module, name: str, kernel: Any) -> None:
+    def __init__(self, rt: Runtime, module: LoadedModule, name: str, kernel: Any) -> None:
         self._rt = rt
         self.module = module
         self.name = name

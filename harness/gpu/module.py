@@ -1,4 +1,5 @@
-"""``Module``: a loaded cubin or PTX module (a cuda.core ``ObjectCode``) and its kernels by name.
+"""``LoadedModule``: a cubin or PTX module loaded on the device (a cuda.core ``ObjectCode``)
+and its kernels by name -- not ``harness.ptx.Module``, the IR it may have been built from.
 
 Made by :meth:`~harness.gpu.runtime.Runtime.load` / :meth:`~harness.gpu.runtime.Runtime.load_ptx`.
 """
@@ -10,12 +11,12 @@ from typing import Any
 from harness.gpu.errors import CoreErrors
 from harness.gpu.kernel import KernelHandle
 
-__all__ = ["Module"]
+__all__ = ["LoadedModule"]
 
 
 # ``Runtime`` below is an annotation only (a string, by ``from __future__ import annotations``):
 # this module sits below harness.gpu.runtime and does not import it.
-class Module:
+class LoadedModule:
     """A loaded cubin or PTX module; :meth:`kernel` looks kernels up by name."""
 
     def __init__(self, rt: Runtime, object_code: Any, kind: str, name: str = "") -> None:
@@ -27,7 +28,7 @@ class Module:
         self._kernels: dict[str, KernelHandle] = {}
 
     def __repr__(self) -> str:
-        return f"Module({self.kind}, {self.name!r})"
+        return f"LoadedModule({self.kind}, {self.name!r})"
 
     def kernel(self, name: str) -> KernelHandle:
         """Return the kernel ``name`` (the ``.entry`` name in the PTX)."""

@@ -20,7 +20,7 @@ A ``Runtime`` is meant to be used from the thread that created it.
 
 The objects it hands out live in their own modules, each importing only lower ones
 (errors, driver, args; then kernel, module, memory, events; then watchdog, graphs; then
-this one): :class:`~harness.gpu.module.Module`, :class:`~harness.gpu.kernel.KernelHandle`,
+this one): :class:`~harness.gpu.module.LoadedModule`, :class:`~harness.gpu.kernel.KernelHandle`,
 :class:`~harness.gpu.memory.DeviceArray`, :class:`~harness.gpu.events.EventTimer`,
 :class:`~harness.gpu.watchdog.StopFlag`, :class:`~harness.gpu.graphs.ExecGraph`.
 They reach the runtime only through its public members.
@@ -44,12 +44,12 @@ from harness.gpu.graphs import capture_graph as _capture_graph
 from harness.gpu.graphs import while_graph as _while_graph
 from harness.gpu.kernel import KernelHandle
 from harness.gpu.memory import DeviceArray
-from harness.gpu.module import Module
+from harness.gpu.module import LoadedModule
 from harness.gpu.watchdog import Outcome, StopFlag, run_and_wait
 
-# Module, KernelHandle, DeviceArray and EventTimer live in their own modules since the split;
-# they are re-exported here so ``from harness.gpu.runtime import Module`` keeps working.
-__all__ = ["Runtime", "Module", "KernelHandle", "DeviceArray", "EventTimer", "Dim"]
+# LoadedModule, KernelHandle, DeviceArray and EventTimer live in their own modules since
+# the split; they are re-exported here so ``from harness.gpu.runtime import X`` keeps working.
+__all__ = ["Runtime", "LoadedModule", "KernelHandle", "DeviceArray", "EventTimer", "Dim"]
 
 #: A grid or block size: an int or a sequence of up to three ints.
 Dim = Union[int, Sequence[int]]
@@ -192,8 +192,8 @@ class Runtime:
             )
 
     # ------------------------------------------------------------------ modules
-    def load(self, cubin: bytes, name: str = "") -> Module:
-        """Load a cubin (e.g. from nvJitLink) and return its :class:`Module`."""
+    def load(self, cubin: bytes, name: str = "") -> LoadedModule:
+        """Load a cubin (e.g. from nvJitLink) and return its :class:`LoadedModule`."""
         self.check_open()
         from cuda.core import ObjectCode
 
@@ -202,10 +202,10 @@ class Runtime:
         with CoreErrors(self, f"loading cubin {name!r}" if name else "loading a cubin"):
             oc = ObjectCode.from_cubin(bytes(cubin), name=name)
             _ = oc.handle  # load now (cuLibraryLoadData), so errors surface here
-        return Module(self, oc, "cubin", name)
+        return LoadedModule(self, oc, "cubin", name)
 
     def load_ptx(self, ptx: str | bytes, name: str = "") -> Module:
-        """JIT-compile PTX with the driver (``cuLibraryLoadData``) and return its :class:`Module`.
+        """JIT-compile PTX with the driver (``cuLibraryLoadData``) and return its :class:`LoadedModule`.
 
         The driver JIT resolves ``cudaGraphSetConditional`` (architecture §11).  Passes the
         PTX as bytes: cuda.core treats a ``str`` as a file path.
@@ -219,7 +219,7 @@ class Runtime:
         with CoreErrors(self, f"JIT-loading PTX {name!r}" if name else "JIT-loading PTX"):
             oc = ObjectCode.from_ptx(data, name=name)
             _ = oc.handle
-        return Module(self, oc, "ptx", name)
+        return LoadedModule(self, oc, "ptx", name)
 
     # ------------------------------------------------------------------ memory
     def alloc(self, nbytes: int) -> DeviceArray:

@@ -26,7 +26,7 @@ from harness.ptx.ir import ptx_isa_for  # the one .version table (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.gpu.kernel import KernelHandle
-    from harness.gpu.module import Module
+    from harness.gpu.module import LoadedModule
     from harness.gpu.runtime import Runtime
 
 __all__ = [
@@ -199,7 +199,7 @@ def link_ptx(ptx: str, arch: str = "sm_90") -> bytes:
         linker.close()
 
 
-def load_selftest(rt: Runtime) -> Module:
+def load_selftest(rt: Runtime) -> LoadedModule:
     """The self-test module, linked for ``rt.arch`` with nvJitLink and loaded as a cubin."""
     cached = getattr(rt, "_selftest_module", None)
     if cached is None:
