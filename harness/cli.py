@@ -251,6 +251,11 @@ def cmd_sweep(args) -> int:
     from harness.backend import make_backend
     from harness.report import console, sweep_table
 
+    from harness.gpu import gpu_available, unavailable_reason
+
+    if not gpu_available():
+        raise PollbenchError("the sweep measures co-resident kernels: it needs a GPU "
+                             f"({unavailable_reason().split(';')[0]})")
     _backend_name("gpu", args.device)
     with make_backend("gpu", args.device) as backend:
         rows = sweep(backend, seed=args.seed)
