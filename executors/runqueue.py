@@ -73,7 +73,7 @@ from harness.futures import (
     READY, SPAWN_FAILED, FutureDef, ROW_BYTES, declare_spawn, declare_wake, record_addr, row_mem,
     st_row, write_task_args,
 )
-from harness.ptx import Builder, Module, Sym
+from harness.ptx import Builder, Module
 from harness.ptx.types import B32, U32, U64
 
 from executors.base import (  # noqa: F401 (stop_requested, StopPoller re-exported)

@@ -13,8 +13,8 @@ CUDA error, a crash or a hang therefore costs one case, not the suite:
 - no answer within ``timeout_s`` of its turn and the child is killed: "timeout".
 
 The next case's process is started while the current one runs and does its CPU-only
-preparation then (``warm_case``: imports, building and linking its module into the cubin
-cache), so a case's turn starts at its first launch; it touches the GPU only once told to
+preparation then (``warm_case``: imports, building its module -- kept for the case -- and
+linking it into the cubin cache), so a case's turn starts at its first launch; it touches the GPU only once told to
 go. Children ignore SIGINT (the parent owns Ctrl-C and stops them) and exit quietly when
 the parent dies.
 
@@ -63,13 +63,13 @@ def execute_case(spec: dict, options: dict) -> dict:
 
 def warm_case(spec: dict, options: dict) -> None:
     """What a case's process does before its turn (no CUDA: the GPU belongs to the running
-    case): the imports, and the case's module built and linked into the cubin cache, so
-    that its turn starts at the first launch."""
-    from harness.cases import CaseSpec, build_case
+    case): the imports, the case's module built (kept for the case's own build) and linked
+    into the cubin cache, so that its turn starts at the first launch."""
+    from harness.cases import CaseSpec, prebuild
     from harness.compile import compile_ptx
 
     arch = options.get("arch") or "sm_90"  # the emulator's cases report for sm_90
-    m, _, _, _ = build_case(CaseSpec(**spec), arch, instrument=True)
+    m, _, _, _ = prebuild(CaseSpec(**spec), arch)
     compile_ptx(m.to_ptx(), arch)
 
 

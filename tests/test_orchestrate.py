@@ -110,3 +110,14 @@ def test_a_child_whose_parent_dies_exits_quietly(tmp_path):
     time.sleep(3.0)  # the orphan would have written its file and answered by now
     assert not (tmp_path / "still_running").exists()
     assert "Traceback" not in p.stderr
+
+
+def test_a_warmed_up_case_is_built_once():
+    """The warm-up's build is the case's own (taken once); a second build is fresh."""
+    from harness.cases import CaseSpec, build_case, prebuild
+
+    spec = CaseSpec("embassy", "seed_demo", "direct", "thread", ntasks=32, block=32)
+    warm = prebuild(spec, "sm_90")
+    assert build_case(spec, "sm_90", instrument=True) is warm
+    again = build_case(spec, "sm_90", instrument=True)
+    assert again is not warm and again[0].to_ptx() == warm[0].to_ptx()
