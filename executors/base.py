@@ -16,6 +16,7 @@ An executor whose host side is not "one launch" (the CUDA-graph executor) overri
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -114,14 +115,48 @@ ERROR_POOL_FULL = 1
 ERRORS = {ERROR_POOL_FULL: "task pool full"}
 
 
+@dataclass
+class ExecutorBuild:
+    """One executor's code in one module, made per case by ``Executor.begin``: the task
+    types (the root first, then every type a task may spawn), the spawn room, where frames
+    live, and the module-wide layout the executor settled when it emitted ``wake`` and
+    ``spawn`` (``layout``: record rows for run queues, the shared arrays for smem_ready).
+    Every kernel of the case (plain, instrumented) is emitted through it, so the IR module
+    carries no build state of its own."""
+
+    executor: "Executor"
+    module: Module
+    types: tuple
+    spawn_capacity: int = 0
+    space: str = "global"  # the frames' state space (harness.futures FRAME_SPACES)
+    layout: Any = None
+
+    @property
+    def root(self) -> FutureDef:
+        return self.types[0]
+
+    def emit_polls(self) -> None:
+        """Every task type's ``poll_<name>``, frames in this build's space."""
+        for t in self.types:
+            t.emit(self.module, self.space)
+
+    def kernel(self, dispatch: str = "direct", granularity: str = "thread",
+               instrument: bool = False) -> ExecutorKernel:
+        """Emit one kernel of this executor over the build's task types."""
+        self.executor.check(dispatch, granularity)
+        return self.executor.emit_kernel(self, dispatch, granularity, instrument)
+
+
 class Executor:
-    """Base class; subclasses set ``name``/``granularities`` and implement ``build``."""
+    """Base class; subclasses set ``name``/``granularities``, emit their module-wide code
+    in ``emit_module`` and each kernel in ``emit_kernel``."""
 
     name = "abstract"
     granularities: tuple = ("thread",)
     summary = ""
     supports_spawn = False  # has a run queue that tasks can spawn onto
     dispatch_modes: tuple = ("direct", "indirect")  # what build() accepts
+    frame_space = "global"  # where task frames live
 
     def check(self, dispatch: str, granularity: str) -> None:
         if dispatch not in self.dispatch_modes:
@@ -131,13 +166,37 @@ class Executor:
             raise PollbenchError(f"{self.name} has no worker granularity {granularity!r} "
                                  f"(it has {', '.join(self.granularities)})")
 
+    def kernel_name(self, granularity: str, dispatch: str, root: FutureDef,
+                    instrument: bool) -> str:
+        return f"{self.name}_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
+
+    def begin(self, module: Module, root: FutureDef, tasks: tuple = (),
+              spawn_capacity: int = 0) -> ExecutorBuild:
+        """This executor's module-wide code in ``module`` (``wake``, and ``spawn`` where
+        supported): ``root`` is every initial task's future; ``tasks`` are the other future
+        types that may be spawned (their frames size the task slots); ``spawn_capacity``
+        the slots beyond the roots. One executor per module."""
+        types = (root,) + tuple(t for t in tasks if t is not root)
+        build = ExecutorBuild(self, module, types, spawn_capacity, self.frame_space)
+        build.layout = self.emit_module(build)
+        return build
+
     def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
               granularity: str = "thread", instrument: bool = False,
               tasks: tuple = (), spawn_capacity: int = 0) -> ExecutorKernel:
-        """Emit the kernel (and ``wake``, and ``spawn`` where supported) into ``module``:
-        ``root`` is every initial task's future; ``tasks`` are the other future types that
-        may be spawned (their frames size the task slots); ``spawn_capacity`` the slots
-        beyond the roots."""
+        """``begin`` and one kernel: a module holding one kernel of this executor."""
+        self.check(dispatch, granularity)
+        return self.begin(module, root, tasks, spawn_capacity).kernel(dispatch, granularity,
+                                                                      instrument)
+
+    def emit_module(self, build: ExecutorBuild) -> Any:
+        """Emit ``wake`` (and ``spawn``) and the task types' poll functions; returns the
+        layout the kernels share (``ExecutorBuild.layout``)."""
+        raise NotImplementedError
+
+    def emit_kernel(self, build: ExecutorBuild, dispatch: str, granularity: str,
+                    instrument: bool) -> ExecutorKernel:
+        """Emit one kernel (its name from ``kernel_name``) and say how to launch it."""
         raise NotImplementedError
 
     def prepare(self, backend, kernel: ExecutorKernel, grid, block, run: LaunchArgs) -> None:
@@ -257,8 +316,8 @@ def first_poll(b: Builder, root: FutureDef, record, frame, task, exec_, args: li
     that follow. Returns the status register."""
     from harness.futures import PENDING, st_row
 
-    root.emit_start(b.module)
-    root.emit(b.module)
+    root.emit_start(b.module, space)
+    root.emit(b.module, space)
     values = [frame, task, exec_] + list(args)
     if dispatch == "direct":
         status = b.call(root.start_name, values)
@@ -297,8 +356,6 @@ def dispatch_poll(b: Builder, types: tuple, record, frame, task, exec_, dispatch
 
 def define_noop_wake(module: Module) -> None:
     """``wake(task, exec)`` that does nothing (block_on re-polls anyway)."""
-    if "wake" in module.functions:
-        return
     declare_wake(module).ret()
 
 

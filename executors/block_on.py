@@ -15,11 +15,11 @@ the first poll is ``start_<root>`` with the arguments in registers, the later on
 from __future__ import annotations
 
 from executors.base import (
-    HEADER_ROWS, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller, define_noop_wake,
-    dispatch_poll, first_poll, worker_all, worker_any,
+    HEADER_ROWS, KERNEL_PARAMS, Executor, ExecutorBuild, ExecutorKernel, Probe, StopPoller,
+    define_noop_wake, dispatch_poll, first_poll, worker_all, worker_any,
 )
-from harness.futures import READY, ROW_BYTES, FutureDef, RegisterTask, record_addr
-from harness.ptx import Builder, Module
+from harness.futures import READY, ROW_BYTES, RegisterTask, record_addr
+from harness.ptx import Builder
 from harness.ptx.types import U32, U64
 
 
@@ -29,12 +29,15 @@ class BlockOn(Executor):
     dispatch_modes = ("inline", "direct", "indirect")
     summary = "each worker polls one root future until Ready; wake is a no-op"
 
-    def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
-              granularity: str = "thread", instrument: bool = False,
-              tasks: tuple = (), spawn_capacity: int = 0) -> ExecutorKernel:
-        self.check(dispatch, granularity)
-        define_noop_wake(module)
-        name = f"block_on_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
+    def emit_module(self, build: ExecutorBuild) -> None:
+        """Only a ``wake`` that does nothing; poll functions come with the kernels that
+        call them (``inline`` has none)."""
+        define_noop_wake(build.module)
+
+    def emit_kernel(self, build: ExecutorBuild, dispatch: str, granularity: str,
+                    instrument: bool) -> ExecutorKernel:
+        module, root = build.module, build.root
+        name = self.kernel_name(granularity, dispatch, root, instrument)
         b = Builder.entry(module, name, KERNEL_PARAMS)
         gid = b.global_index()
         probe = Probe(b, instrument)
@@ -50,7 +53,7 @@ class BlockOn(Executor):
             task = RegisterTask(b, root, gid, frames, [gid, args])
             poll = task.poll
         else:
-            root.emit(module)
+            root.emit(module, build.space)
             rows = HEADER_ROWS + root.rows
             record = record_addr(b, frames, gid, rows)
             frame = b.add(record, HEADER_ROWS * ROW_BYTES, type=U64)

@@ -35,11 +35,11 @@ class Embassy(RunQueueExecutor):
     def on_busy(self, b: Builder, state) -> None:
         """A non-empty batch was polled."""
 
-    def emit_kernel(self, module, name, types, rows, dispatch, instrument,
-                    granularity="thread") -> None:
-        b = Builder.entry(module, name, KERNEL_PARAMS)
+    def emit_loop(self, build, name, dispatch, instrument, granularity="thread") -> None:
+        types, rows = build.types, build.layout
+        b = Builder.entry(build.module, name, KERNEL_PARAMS)
         probe = Probe(b, instrument)
-        spawns = module._runqueue_layout[1] > 0
+        spawns = build.spawn_capacity > 0
         r = self.prologue(b, instrument, spawns=spawns)
         gid, base = r["gid"], r["base"]
         # Workers without roots (gid >= ntasks) have no queue: nothing is ever homed there.

@@ -41,15 +41,14 @@ class Graph(RunQueueExecutor):
                "ready batch once; the block that counts the last Ready calls "
                "cudaGraphSetConditional from PTX")
 
-    def emit_kernel(self, module, name, types, rows, dispatch, instrument,
-                    granularity="thread") -> None:
+    def emit_loop(self, build, name, dispatch, instrument, granularity="thread") -> None:
+        module, types, rows = build.module, build.types, build.layout
         if "cudaGraphSetConditional" not in module.functions:
             # .b64/.b32: the declaration the H100 self-test verified (harness/gpu/selftest.py)
             Builder.extern(module, "cudaGraphSetConditional", [("handle", B64), ("value", B32)])
         b = Builder.entry(module, name, ROUND_PARAMS)
         probe = Probe(b, instrument)
-        capacity = module._runqueue_layout[1]
-        r = self.prologue(b, instrument, spawns=capacity > 0)
+        r = self.prologue(b, instrument, spawns=build.spawn_capacity > 0)
         gid, base, ntasks = r["gid"], r["base"], r["ntasks"]
         handle = b.param("handle")
         # Tasks that became Ready in this round, counted per thread, then per block: one
@@ -87,7 +86,8 @@ class Graph(RunQueueExecutor):
                                     type=U32, sem="acq_rel", scope="gpu"), total)
                 spawned = b.ld("global", b.add(base, POOL_NEXT, type=U64), U32, sem="acquire",
                                scope="gpu")
-                spawned = b.min(spawned, capacity, type=U32)  # failed spawns count past it
+                # failed spawns count past the capacity
+                spawned = b.min(spawned, build.spawn_capacity, type=U32)
                 with b.if_(b.setp("eq", done, b.add(ntasks, spawned))):
                     b.call("cudaGraphSetConditional", [handle, b.mov(0, type=U32)])
         with b.if_(b.setp("eq", gid, 0)):

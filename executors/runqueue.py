@@ -73,12 +73,12 @@ from harness.futures import (
     READY, SPAWN_FAILED, FutureDef, ROW_BYTES, declare_spawn, declare_wake, record_addr, row_mem,
     st_row, write_task_args,
 )
-from harness.ptx import Builder, Module
+from harness.ptx import Builder
 from harness.ptx.types import B32, U32, U64
 
 from executors.base import (  # noqa: F401 (stop_requested, StopPoller re-exported)
-    COUNTER_FIELDS, ERROR_POOL_FULL, KERNEL_PARAMS, Executor, ExecutorKernel, Probe, StopPoller,
-    count_at, dispatch_poll, first_poll, stop_requested,
+    COUNTER_FIELDS, ERROR_POOL_FULL, KERNEL_PARAMS, Executor, ExecutorBuild, ExecutorKernel,
+    Probe, StopPoller, count_at, dispatch_poll, first_poll, stop_requested,
 )
 
 SPAWNED, RUN_QUEUED, ROOT = 1, 2, 4  # ROOT: homed at id % workers (no home row written)
@@ -378,42 +378,36 @@ class RunQueueExecutor(Executor):
     granularities = ("thread",)
     poll_gap_bound = 2
 
-    def kernel_name(self, granularity: str, dispatch: str, root: FutureDef,
-                    instrument: bool) -> str:
-        return f"{self.name}_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
+    def emit_module(self, build: ExecutorBuild) -> int:
+        """``wake``, ``spawn`` and the task types' polls; returns the record rows (header
+        and the largest frame), which wake and spawn are written for."""
+        module = build.module
+        # bodies come once the record size is known: futures must see wake and spawn
+        # before they are emitted, and they size the records
+        w, s = declare_wake(module), declare_spawn(module)
+        build.emit_polls()
+        rows = RQ_HEADER_ROWS + max(t.rows for t in build.types)
+        fill_wake(w, rows)
+        fill_spawn(s, rows, build.spawn_capacity, build.root)
+        return rows
 
-    def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
-              granularity: str = "thread", instrument: bool = False,
-              tasks: tuple = (), spawn_capacity: int = 0) -> ExecutorKernel:
-        self.check(dispatch, granularity)
-        types = (root,) + tuple(t for t in tasks if t is not root)
-        layout = getattr(module, "_runqueue_layout", None)
-        if layout is None:
-            # bodies come once the record size is known: futures must see wake and spawn
-            # before they are emitted, and they size the records
-            w, s = declare_wake(module), declare_spawn(module)
-            for t in types:
-                t.emit(module)
-            rows = RQ_HEADER_ROWS + max(t.rows for t in types)
-            fill_wake(w, rows)
-            fill_spawn(s, rows, spawn_capacity, root)
-            layout = module._runqueue_layout = (rows, spawn_capacity, tuple(t.name for t in types))
-        elif layout[1:] != (spawn_capacity, tuple(t.name for t in types)):
-            raise PollbenchError("one module holds one task pool layout: rebuild in a new module")
-        rows = layout[0]
+    def emit_kernel(self, build: ExecutorBuild, dispatch: str, granularity: str,
+                    instrument: bool) -> ExecutorKernel:
+        root, spawns = build.root, build.spawn_capacity > 0
         name = self.kernel_name(granularity, dispatch, root, instrument)
-        self.emit_kernel(module, name, types, rows, dispatch, instrument, granularity)
-        return ExecutorKernel(name, rows, root.frame_size, state_bytes=STATE_BYTES,
-                              spawn_capacity=spawn_capacity, error_offset=ERROR,
-                              zeroed_rows=self.zeroed_rows(spawn_capacity > 0))
+        self.emit_loop(build, name, dispatch, instrument, granularity)
+        return ExecutorKernel(name, build.layout, root.frame_size, state_bytes=STATE_BYTES,
+                              spawn_capacity=build.spawn_capacity, error_offset=ERROR,
+                              zeroed_rows=self.zeroed_rows(spawns))
 
     def zeroed_rows(self, spawns: bool) -> int:
         """Record rows to zero before a run: state and head, and live where ``spawn``
         counts in it."""
         return Q_LIVE + 1 if spawns else Q_HEAD + 1
 
-    def emit_kernel(self, module, name, types, rows, dispatch, instrument,
-                    granularity="thread") -> None:
+    def emit_loop(self, build: ExecutorBuild, name: str, dispatch: str, instrument: bool,
+                  granularity: str = "thread") -> None:
+        """The kernel ``name``: its run loop over ``build``'s task records."""
         raise NotImplementedError
 
     def prologue(self, b: Builder, instrument: bool, spawns: bool):

@@ -93,13 +93,13 @@ import contextlib
 from dataclasses import dataclass
 
 from executors.base import (
-    ERROR_POOL_FULL, ERRORS, HEADER_ROWS, KERNEL_PARAMS, POLL_FN_ROW, Executor, ExecutorKernel,
-    Probe, count_at, dispatch_poll,
+    ERROR_POOL_FULL, ERRORS, HEADER_ROWS, KERNEL_PARAMS, POLL_FN_ROW, Executor, ExecutorBuild,
+    ExecutorKernel, Probe, count_at, dispatch_poll,
 )
 from harness.errors import PollbenchError
 from harness.futures import (
     READY, ROW_BYTES, SPAWN_FAILED, FutureDef, declare_spawn, declare_wake, record_addr,
-    records_bytes, set_frame_space, st_row, write_task_args,
+    records_bytes, st_row, write_task_args,
 )
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.ir import LocalVar
@@ -193,6 +193,7 @@ class SmemReady(Executor):
     granularities = ("thread", "warp")
     summary = "block-local !Send tasks: frames and a ready bitmask in shared memory, cross-block wakes through a global mailbox"
     supports_spawn = True
+    frame_space = "shared"
 
     def __init__(self, capacity: int | None = None):
         self.capacity = capacity  # slots per block; None: DEFAULT_CAPACITY + spawn room
@@ -246,21 +247,24 @@ class SmemReady(Executor):
 
     # ---------------------------------------------------------------- device side
 
-    def build(self, module: Module, root: FutureDef, dispatch: str = "direct",
-              granularity: str = "thread", instrument: bool = False,
-              tasks: tuple = (), spawn_capacity: int = 0) -> SmemReadyKernel:
-        self.check(dispatch, granularity)
-        types = (root,) + tuple(t for t in tasks if t is not root)
-        set_frame_space(module, "shared")
-        lay = _Arrays.define(module, self, types, spawn_capacity)
-        for t in types:
-            t.emit(module)
-        name = f"smem_ready_{granularity}_{dispatch}_{root.name}" + ("_instr" if instrument else "")
-        _Kernel(module, name, types, lay, dispatch, granularity, instrument).emit()
-        return SmemReadyKernel(name, rows=lay.layout.slot_rows, frame_bytes=root.frame_size,
+    def emit_module(self, build: ExecutorBuild) -> _Arrays:
+        """The shared arrays, sized from the task types' frames (laid out before anything is
+        emitted: ``FutureDef.frame_rows``), ``wake``, ``spawn`` and the polls."""
+        frame = max(t.frame_rows("shared") for t in build.types)
+        layout = self.layout(build.module, frame, build.spawn_capacity)
+        arrays = _Arrays.define(build.module, layout, build.root)
+        build.emit_polls()
+        return arrays
+
+    def emit_kernel(self, build: ExecutorBuild, dispatch: str, granularity: str,
+                    instrument: bool) -> SmemReadyKernel:
+        root, arrays = build.root, build.layout
+        name = self.kernel_name(granularity, dispatch, root, instrument)
+        _Kernel(build.module, name, build.types, arrays, dispatch, granularity, instrument).emit()
+        return SmemReadyKernel(name, rows=arrays.layout.slot_rows, frame_bytes=root.frame_size,
                                state_bytes=STATE_BYTES, capacity=None,
-                               error_offset=ERROR_OFFSET, layout=lay.layout,
-                               dynamic_smem=lay.layout.slots_bytes, granularity=granularity)
+                               error_offset=ERROR_OFFSET, layout=arrays.layout,
+                               dynamic_smem=arrays.layout.slots_bytes, granularity=granularity)
 
 
 def _count(dim) -> int:
@@ -277,8 +281,8 @@ def _count(dim) -> int:
 
 @dataclass
 class _Arrays:
-    """The module's shared arrays and its ``wake`` (one layout per module: ``wake`` is
-    module-wide, so every smem_ready kernel of a module shares them)."""
+    """The module's shared arrays, which its ``wake`` and ``spawn`` address: every
+    smem_ready kernel of a module shares them (``ExecutorBuild.layout``)."""
 
     layout: Layout
     slots: Sym
@@ -288,39 +292,17 @@ class _Arrays:
     task_type: FutureDef  # any task type: all have the root signature's argument rows
 
     @classmethod
-    def define(cls, module: Module, ex: SmemReady, types: tuple, spawn_capacity: int):
-        existing = getattr(module, "_smem_ready", None)
-        # A frame size is known once its future is emitted; emitting needs wake (and
-        # spawn), which need the layout: emit into a scratch module first to learn it.
-        frame = max(_frame_rows(module, t) for t in types)
-        layout = ex.layout(module, frame, spawn_capacity)
-        if existing is not None:
-            if existing.layout != layout:
-                raise PollbenchError("one module holds one smem_ready layout (wake is module-wide)")
-            return existing
+    def define(cls, module: Module, layout: Layout, task_type: FutureDef) -> _Arrays:
+        """Declare the arrays in ``module`` and write its ``wake`` and ``spawn``."""
         def arr(name, nbytes):
             module.globals.append(LocalVar("shared", f"smem_ready_{name}", nbytes, 16))
             return Sym(f"smem_ready_{name}")
         a = cls(layout, Builder.dynamic_shared(module, "smem_ready_slots"),
                 arr("state", _align(4 * layout.capacity, 16)),
-                arr("ready", _align(4 * layout.words, 16)), arr("ctl", CTL_BYTES), types[0])
+                arr("ready", _align(4 * layout.words, 16)), arr("ctl", CTL_BYTES), task_type)
         _define_wake(module, a)
         _define_spawn(module, a)
-        module._smem_ready = a
         return a
-
-
-def _frame_rows(module: Module, fut: FutureDef) -> int:
-    """``fut``'s frame rows, laid out in a scratch module (with placeholder wake/spawn)."""
-    from executors.base import define_noop_wake
-
-    scratch = Module(arch=module.arch)
-    set_frame_space(scratch, "shared")
-    define_noop_wake(scratch)
-    sp = declare_spawn(scratch)
-    sp.ret(sp.mov(SPAWN_FAILED, type=U32))
-    fut.emit(scratch)
-    return fut.rows
 
 
 def _addr(b: Builder, sym: Sym, index=None, scale: int = 4):

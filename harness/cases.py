@@ -96,12 +96,12 @@ def build_case(spec: CaseSpec, arch: str = "sm_90", instrument: bool = False):
     ex, wl = get_executor(spec.executor), get_workload(spec.workload)
     m = Module(arch=arch)
     types = wl.task_types()
-    build = dict(tasks=tuple(types[1:]), spawn_capacity=wl.spawn_capacity(spec.ntasks))
-    kernel = ex.build(m, types[0], spec.dispatch, spec.granularity, **build)
+    ex.check(spec.dispatch, spec.granularity)
+    build = ex.begin(m, types[0], tuple(types[1:]), wl.spawn_capacity(spec.ntasks))
+    kernel = build.kernel(spec.dispatch, spec.granularity)
     kernel.instrumented = None
     if instrument:
-        kernel.instrumented = ex.build(m, types[0], spec.dispatch, spec.granularity,
-                                       instrument=True, **build)
+        kernel.instrumented = build.kernel(spec.dispatch, spec.granularity, instrument=True)
     baseline = wl.build_baseline(m)
     return m, kernel, baseline, wl
 

@@ -74,8 +74,9 @@ def test_backoff_parameters():
     assert a.kernel_name("thread", "direct", root, False) != b.kernel_name("thread", "direct", root, False)
     m = Module()
     b.build(m, root)
-    a.build(m, root)  # variants share one module: the sweep's and the CLI's builds
     assert "nanosleep.u32" in m.to_ptx()
+    with pytest.raises(PollbenchError, match="one executor per module"):
+        a.build(m, root)
     with pytest.raises(PollbenchError, match="needs a GPU"):
         sweep(EmuBackend())
 

@@ -13,7 +13,7 @@ from executors.smem_ready import (
 from harness.backend import EmuBackend
 from harness.cases import CaseSpec, run_case
 from harness.errors import PollbenchError
-from harness.futures import FutureBuildError, async_fn, set_frame_space, yield_now
+from harness.futures import FutureBuildError, async_fn, yield_now
 from harness.gpu.testing import requires_gpu
 from harness.ptx import Module
 from harness.ptx.types import U32, U64
@@ -96,16 +96,22 @@ def test_frames_are_in_shared_memory():
     assert "cvt.u32.u64" in body  # the ABI's u64 frame carries a 32-bit shared address
 
 
-def test_frame_space_is_fixed_once_futures_are_emitted():
+def test_frame_rows_are_laid_out_before_emission_and_match_it():
+    """An executor sizes its records from ``frame_rows`` before it emits anything; the
+    polls it then emits lay the frame out the same way, in either space."""
     from executors.base import define_noop_wake
 
+    fresh = async_fn(params=ROOT, output=None, name="fresh_multi")(multi_root.body)
+    rows = fresh.frame_rows("shared")
+    assert rows == fresh.frame_rows("global") > 1
     m = Module()
     define_noop_wake(m)
-    async_multi_step.emit(m)
-    with pytest.raises(FutureBuildError, match="set the frame space before"):
-        set_frame_space(m, "shared")
+    fresh.emit(m, "shared")
+    assert fresh.rows == rows and "poll_fresh_multi" in m.functions
     with pytest.raises(FutureBuildError, match="frame space must be"):
-        set_frame_space(Module(), "local")
+        fresh.emit(Module(), "local")
+    with pytest.raises(PollbenchError, match="one executor per module"):
+        get_executor("embassy").build(m, fresh)
 
 
 # ------------------------------------------------------------------- yields

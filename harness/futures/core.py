@@ -41,9 +41,11 @@ An executor whose tasks never leave the thread that polls them (``block_on`` inl
 ``RegisterTask``: the poll body is written into its run loop and the frame *is* registers,
 as LLVM's SROA keeps a pinned local future in registers after inlining ``block_on``.
 
-Frame space: ``global`` unless the executor puts a module's frames in shared memory
-(``set_frame_space(module, "shared")``, block-local ``!Send`` tasks): then the u64 ``frame``
-argument carries the zero-extended shared-window offset and rows are ``ld/st.shared``.
+Frame space: the executor says where its frames live when it emits a future
+(``fut.emit(module, space)``): ``global``, or ``shared`` for block-local ``!Send`` tasks,
+where the u64 ``frame`` argument carries the zero-extended shared-window offset and rows are
+``ld/st.shared``. One executor per module (``declare_wake`` refuses a second), so every
+poll function of a module has its executor's frame space.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ SPAWN_FAILED = 0xFFFFFFFF  # spawn's result when the executor's task pool is ful
 LANES = 32  # tasks per frame group: a warp's frames interleave row by row
 ROW_BYTES = 4 * LANES  # one u32 row of a group
 RESUME_ROW = 0
+# ``exec`` is the executor's context word, opaque to futures and handed back to ``wake`` and
+# ``spawn`` (the data pointer of Rust's RawWaker): run queues pass their frames base (tagged
+# when instrumented), smem_ready its counters pointer, block_on its frames base.
 POLL_PARAMS = (("frame", U64), ("task", U32), ("exec", U64))
 # The executor's side of the ABI, called from polls: a Waker's vtable call, and spawning
 # a task (its id, or SPAWN_FAILED). One definition: every executor declares them from here.
@@ -145,6 +150,7 @@ class FutureDef:
     rows: int = 0  # frame rows per task (set when its poll function is emitted)
     states: int = 1  # resume states of the task's flat state machine
     slots: dict = field(default_factory=dict)  # qualified slot name -> (row, type)
+    _layouts: dict = field(default_factory=dict, repr=False, compare=False)  # space -> rows
 
     @property
     def poll_name(self) -> str:
@@ -173,13 +179,27 @@ class FutureDef:
             raise FutureBuildError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
         return FutureCall(self, tuple(args))
 
-    def emit(self, module: Module) -> None:
-        """Add ``poll_<name>`` (the resume entry) to ``module`` once."""
-        build_poll(module, self, first=False)
+    def emit(self, module: Module, space: str = "global") -> None:
+        """Add ``poll_<name>`` (the resume entry, frames in ``space``) to ``module`` once."""
+        build_poll(module, self, first=False, space=space)
 
-    def emit_start(self, module: Module) -> None:
+    def emit_start(self, module: Module, space: str = "global") -> None:
         """Add ``start_<name>`` (the first poll, arguments in registers) to ``module`` once."""
-        build_poll(module, self, first=True)
+        build_poll(module, self, first=True, space=space)
+
+    def frame_rows(self, space: str = "global") -> int:
+        """Frame rows per task with frames in ``space``, before any executor emits this
+        future (an executor sizes its records, and so its ``wake``, from them). The layout
+        is the lowering's own result (the slots live across a suspension), so this lowers
+        the body once, into a module of its own whose ``wake`` and ``spawn`` do nothing."""
+        if space not in self._layouts:
+            m = Module()
+            declare_wake(m).ret()
+            sp = declare_spawn(m)
+            sp.ret(sp.mov(SPAWN_FAILED, type=U32))
+            build_poll(m, self, first=False, space=space)
+            self._layouts[space] = self.rows
+        return self._layouts[space]
 
     def lower(self, f: "FnBuilder") -> None:
         """Write the poll body (its states included) with ``f``."""
@@ -192,24 +212,6 @@ class FutureCall:
 
     fut: FutureDef
     args: tuple
-
-
-def frame_space(module: Module) -> str:
-    """The state space of every frame in ``module``: ``"global"`` unless set."""
-    return getattr(module, "_frame_space", "global")
-
-
-def set_frame_space(module: Module, space: str) -> None:
-    """Put every future frame of ``module`` in ``space`` (``"global"`` or ``"shared"``).
-    Must be set before the first poll function is emitted: code already emitted for one
-    space cannot address the other."""
-    if space not in FRAME_SPACES:
-        raise FutureBuildError(f"frame space must be one of {', '.join(FRAME_SPACES)}, not {space!r}")
-    if space != frame_space(module) and any(n.startswith(("poll_", "start_"))
-                                            for n in module.functions):
-        raise FutureBuildError(f"this module already has poll functions with {frame_space(module)} "
-                               f"frames; set the frame space before emitting any future")
-    module._frame_space = space
 
 
 def declare_wake(module: Module) -> Builder:
@@ -772,7 +774,7 @@ class FnBuilder(Builder):
         if "spawn" not in self.module.functions:
             raise FutureBuildError(f"{self.fut.name} spawns {fut.name}, but this executor "
                                    f"defines no spawn(task, exec, poll_fn, args)")
-        fut.emit(self.module)
+        fut.emit(self.module, self.gen.space)  # the child's frame is the spawner's kind
         poll_fn = self.mov(Sym(fut.poll_name))  # the child's type-erased poll_fn
         return self.call("spawn", [self.task, self.exec, poll_fn, args])
 
@@ -788,12 +790,15 @@ def _write_body(f: FnBuilder) -> None:
 # ----------------------------------------------------------------- the entries
 
 
-def build_poll(module: Module, fut: FutureDef, first: bool = False) -> None:
-    """Emit ``poll_<fut>`` (or, with ``first``, ``start_<fut>``) once; lays out the frame."""
+def build_poll(module: Module, fut: FutureDef, first: bool = False,
+               space: str = "global") -> None:
+    """Emit ``poll_<fut>`` (or, with ``first``, ``start_<fut>``) once, with frames in
+    ``space``; lays out the frame."""
+    if space not in FRAME_SPACES:
+        raise FutureBuildError(f"frame space must be one of {', '.join(FRAME_SPACES)}, not {space!r}")
     name = fut.start_name if first else fut.poll_name
     if name in module.functions:
         return
-    space = frame_space(module)
     params = POLL_PARAMS + (tuple((f"arg_{n}", t) for n, t in fut.params) if first else ())
     b = Builder.func(module, name, params, ret=U32)
     frame = b.param("frame")
