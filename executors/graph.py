@@ -14,7 +14,8 @@ Why "finished == ntasks + spawned" is exact: every spawn's ``pool_next`` increme
 before its child can finish, and ``finished`` is read (by the atom) before ``pool_next``, so
 the equality can only hold when no task is alive to spawn more.
 
-On the emulator the same round kernel runs in a host loop, the extern answered by a hook
+The backend drives the rounds (``Backend.launch_rounds``): a cached WHILE graph on a GPU; on
+the emulator the same round kernel in a host loop, the extern answered by a hook
 (``Emulator.externs``), under one step budget for the whole loop.
 """
 
@@ -26,13 +27,10 @@ from executors.runqueue import (
     run_batch, start_roots, stop_requested,
 )
 from harness.futures import row_mem
-from harness.backend import Launch
-from harness.errors import PollbenchError
 from harness.ptx import Builder
 from harness.ptx.types import B32, B64, U32, U64
 
 ROUND_PARAMS = KERNEL_PARAMS + (("handle", U64),)
-EMU_HANDLE = 0x6A0D  # what the emulator passes as the conditional handle
 
 
 class Graph(RunQueueExecutor):
@@ -99,37 +97,10 @@ class Graph(RunQueueExecutor):
     # ------------------------------------------------------------------ host side
 
     def launch(self, backend, kernel, grid, block, run, checked: bool = False):
-        """``prepare``, then run rounds until the kernel ends the loop: a WHILE graph on a
-        GPU (built once per kernel and arguments, then relaunched), a host loop on the
-        emulator."""
+        """``prepare``, then rounds until the kernel ends the loop (the backend's
+        ``launch_rounds``: a WHILE graph on a GPU, a host loop on the emulator)."""
         self.prepare(backend, kernel, grid, block, run)
-        if backend.name == "emu":
-            return self._launch_emu(backend, kernel, grid, block, run.params())
-        return self._launch_gpu(backend, kernel, grid, block, run.params(), checked)
-
-    @staticmethod
-    def _launch_emu(backend, kernel, grid, block, args) -> Launch:
-        from harness.emu import EmuHang
-
-        emu = backend._need()
-        cond = {"value": 1}
-
-        def set_conditional(thread, raw):
-            if raw[0] != EMU_HANDLE:
-                thread.trap(f"cudaGraphSetConditional with handle {raw[0]:#x}, not the graph's")
-            cond["value"] = raw[1] & 0xFFFFFFFF
-
-        emu.externs["cudaGraphSetConditional"] = set_conditional
-        steps = instructions = rounds = 0
-        while cond["value"]:
-            r = backend.launch(kernel.name, grid, block, list(args) + [EMU_HANDLE])
-            rounds += 1
-            steps += backend.last.steps
-            instructions += r.instructions
-            if steps >= backend.max_steps:
-                raise EmuHang(f"graph: {rounds} rounds spent the step budget of "
-                              f"{backend.max_steps} instructions without ending the loop")
-        return Launch(kernel.name, r.grid, r.block, None, instructions, {"rounds": rounds})
+        return backend.launch_rounds(kernel.name, grid, block, run.params(), checked=checked)
 
     def zeroed_rows(self, spawns: bool) -> int:
         """State, head and the per-worker ``started`` flag (``live`` is not counted)."""
@@ -142,43 +113,6 @@ class Graph(RunQueueExecutor):
         return False
 
     def enqueue(self, backend, kernel, grid, block, run) -> None:
-        """The timed form: zero the pool and queue the WHILE graph, without waiting."""
-        if backend.name == "emu":
-            self.launch(backend, kernel, grid, block, run)
-            return
+        """The timed form: zero the pool and queue the rounds, without waiting."""
         self.prepare(backend, kernel, grid, block, run)
-        backend.rt.launch_graph(self._graph(backend, kernel, grid, block, run.params()))
-
-    @staticmethod
-    def _graph(backend, kernel, grid, block, args):
-        """The WHILE graph for this kernel and these arguments (built once, then reused:
-        a graph's kernel arguments are fixed when it is built)."""
-        rt = backend.rt
-        cache = backend.__dict__.setdefault("_while_graphs", {})
-        key = (id(backend.module), kernel.name, str(grid), str(block),
-               tuple(int(a) for a in args))
-        g = cache.get(key)
-        if g is None:
-            k = backend.module.kernel(kernel.name)
-            g = cache[key] = rt.while_graph(lambda h: rt.launch(k, grid, block, *args, h))
-        return g
-
-    def _launch_gpu(self, backend, kernel, grid, block, args, checked: bool) -> Launch:
-        rt = backend.rt
-        g = self._graph(backend, kernel, grid, block, args)
-        if checked:
-            outcome = rt.run_graph_with_watchdog(g, timeout_s=backend.timeout_s)
-            if outcome != "ok":
-                raise PollbenchError(f"{kernel.name}'s graph did not finish within "
-                                     f"{backend.timeout_s:g} s and was stopped through its "
-                                     f"stop flag")
-            return Launch(kernel.name, grid, block)
-        t = rt.timer()
-        try:
-            t.start()
-            rt.launch_graph(g)
-            t.stop()
-            ms = t.elapsed_ms()
-        finally:
-            t.close()
-        return Launch(kernel.name, grid, block, ms)
+        backend.enqueue_rounds(kernel.name, grid, block, run.params())

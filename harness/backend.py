@@ -14,6 +14,7 @@ from harness.errors import PollbenchError
 from harness.ptx.ir import Module
 
 POISON = 0xCD  # outputs start as 0xCDCD...: an unwritten element never looks like a result
+EMU_HANDLE = 0x6A0D  # what the emulator passes a round kernel as its conditional handle
 
 
 @dataclass
@@ -55,6 +56,17 @@ class Backend:
     def enqueue(self, kernel: str, grid, block, args=(), shared: int = 0) -> None:
         """Queue a launch without waiting for it (what the timing protocol times)."""
         self.launch(kernel, grid, block, args, shared=shared)
+
+    def launch_rounds(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
+        """Run ``kernel`` again and again until it ends the loop: it takes ``args`` and a
+        u64 conditional handle, and a round calls ``cudaGraphSetConditional(handle, 0)``
+        to make itself the last (a WHILE graph on a GPU, a host loop on the emulator).
+        ``extra["rounds"]`` counts them where the backend can."""
+        raise NotImplementedError
+
+    def enqueue_rounds(self, kernel: str, grid, block, args=()) -> None:
+        """Queue ``launch_rounds`` without waiting (what the timing protocol times)."""
+        self.launch_rounds(kernel, grid, block, args)
 
     def stop_ptr(self) -> int:
         """Device address of the u32 stop flag executor kernels poll (0 = keep going)."""
@@ -134,6 +146,32 @@ class EmuBackend(Backend):
         return Launch(kernel, r.grid, r.block, None, int(r.per_thread.sum()),
                       {"per_thread": r.per_thread, "regions": r.regions})
 
+    def launch_rounds(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
+        """A host loop of launches; ``cudaGraphSetConditional`` is answered by a hook
+        (``Emulator.externs``). One step budget for the whole loop: a loop that never ends
+        is an ``EmuHang``, as one launch that never ends is."""
+        from harness.emu import EmuHang
+
+        emu = self._need()
+        cond = {"value": 1}
+
+        def set_conditional(thread, raw):
+            if raw[0] != EMU_HANDLE:
+                thread.trap(f"cudaGraphSetConditional with handle {raw[0]:#x}, not the loop's")
+            cond["value"] = raw[1] & 0xFFFFFFFF
+
+        emu.externs["cudaGraphSetConditional"] = set_conditional
+        steps = instructions = rounds = 0
+        while cond["value"]:
+            r = self.launch(kernel, grid, block, list(args) + [EMU_HANDLE])
+            rounds += 1
+            steps += self.last.steps
+            instructions += r.instructions
+            if steps >= self.max_steps:
+                raise EmuHang(f"{kernel}: {rounds} rounds spent the step budget of "
+                              f"{self.max_steps} instructions without ending the loop")
+        return Launch(kernel, r.grid, r.block, None, instructions, {"rounds": rounds})
+
 
 class GpuBackend(Backend):
     """A CUDA GPU through nvJitLink (harness.compile) and cuda-python (harness.gpu)."""
@@ -149,6 +187,7 @@ class GpuBackend(Backend):
         self.module = None
         self.compiled = None
         self._arrays = []
+        self._while_graphs = {}  # (kernel, grid, block, args) -> its WHILE graph
 
     def load(self, module: Module) -> None:
         from harness.compile import compile_ptx
@@ -156,6 +195,7 @@ class GpuBackend(Backend):
         module.arch = self.arch
         self.compiled = compile_ptx(module.to_ptx(), self.arch)
         self.module = self.rt.load(self.compiled.cubin)
+        self._while_graphs.clear()  # their kernels belong to the module before
 
     def to_device(self, array: np.ndarray) -> int:
         arr = self.rt.to_device(np.ascontiguousarray(array))
@@ -197,6 +237,39 @@ class GpuBackend(Backend):
     def enqueue(self, kernel: str, grid, block, args=(), shared: int = 0) -> None:
         self.rt.launch(self.module.kernel(kernel), grid, block, *args, shared=shared)
 
+    def _while_graph(self, kernel: str, grid, block, args):
+        """The WHILE graph repeating ``kernel`` (built once per kernel, geometry and
+        arguments, then relaunched: a graph's kernel arguments are fixed when it is built)."""
+        key = (kernel, str(grid), str(block), tuple(int(a) for a in args))
+        g = self._while_graphs.get(key)
+        if g is None:
+            k = self.module.kernel(kernel)
+            g = self._while_graphs[key] = self.rt.while_graph(
+                lambda h: self.rt.launch(k, grid, block, *args, h))
+        return g
+
+    def launch_rounds(self, kernel: str, grid, block, args=(), checked: bool = False) -> Launch:
+        """One launch of the kernel's WHILE graph: event-timed, or under the watchdog."""
+        g = self._while_graph(kernel, grid, block, args)
+        if checked:
+            if self.rt.run_graph_with_watchdog(g, timeout_s=self.timeout_s) != "ok":
+                raise PollbenchError(f"{kernel}'s graph did not finish within "
+                                     f"{self.timeout_s:g} s and was stopped through its "
+                                     f"stop flag")
+            return Launch(kernel, grid, block)
+        t = self.rt.timer()
+        try:
+            t.start()
+            self.rt.launch_graph(g)
+            t.stop()
+            ms = t.elapsed_ms()
+        finally:
+            t.close()
+        return Launch(kernel, grid, block, ms)
+
+    def enqueue_rounds(self, kernel: str, grid, block, args=()) -> None:
+        self.rt.launch_graph(self._while_graph(kernel, grid, block, args))
+
     def stop_ptr(self) -> int:
         return self.rt.stop_flag.ptr
 
@@ -221,6 +294,7 @@ class GpuBackend(Backend):
         return self.module.kernel(kernel).num_regs
 
     def close(self) -> None:
+        self._while_graphs.clear()
         self._arrays.clear()
         self.rt.close()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.backend import EmuBackend
-from harness.difftest import all_cases, compare, expected, run_case
+from harness.difftest import all_cases, diff_outputs, expected, run_diff
 from harness.emu import EmuError, EmuHang, Emulator
 from harness.errors import PollbenchError
 from harness.ptx import BF16, F32, F64, OPS, S32, S64, U32, U64, Builder, Module
@@ -34,7 +34,7 @@ def _poisoned(a: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", [c.name for c in CASES if "traps" not in c.tags])
 def test_difftest_case_on_emulator(name):
     case = BY_NAME[name]
-    run = run_case(case, EmuBackend(), _case_seed(name))
+    run = run_diff(case, EmuBackend(), _case_seed(name))
     assert run.error is None, run.error
     want = expected(case, run)
     if want is None:
@@ -44,7 +44,7 @@ def test_difftest_case_on_emulator(name):
         want = [None] * len(case.outputs)
         for o, got in zip(case.outputs, run.outputs):
             assert not _poisoned(got).any(), f"{o.name}: unwritten elements"
-    why = compare(case, run.outputs, want)
+    why = diff_outputs(case, run.outputs, want)
     assert why is None, why
 
 
@@ -58,7 +58,7 @@ def test_every_value_output_or_property_is_checked_somewhere():
 
 def test_trap_case_fails_naming_the_trap():
     case = next(c for c in CASES if "traps" in c.tags)
-    run = run_case(case, EmuBackend(), SEED)
+    run = run_diff(case, EmuBackend(), SEED)
     assert run.error is not None and "trap" in run.error
     # the kernel traps where its global index is 77: block 0, thread 77
     assert "thread (77, 0, 0)" in run.error
@@ -69,13 +69,13 @@ def test_trap_case_fails_naming_the_trap():
 def test_special_register_properties_are_really_checked():
     """The %smid/clock outputs are property-checked; a wrong value must fail them."""
     case = BY_NAME["special registers+nanosleep"]
-    run = run_case(case, EmuBackend(), SEED)
+    run = run_diff(case, EmuBackend(), SEED)
     want = expected(case, run)
-    assert compare(case, run.outputs, want) is None
+    assert diff_outputs(case, run.outputs, want) is None
     k = [o.check is not None for o in case.outputs].index(True)
     bad = [o.copy() for o in run.outputs]
     bad[k][:] = 10**6 if bad[k].dtype == np.uint32 else 0
-    assert compare(case, bad, want) is not None
+    assert diff_outputs(case, bad, want) is not None
 
 
 # Independent references for cases the difftest leaves to the hardware: PTX cvt from float

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.compile import CompileError, compile_ptx
-from harness.difftest import all_cases
+from harness.ptx.op_cases import all_cases
 from harness.errors import PollbenchError
 from harness.ptx import (
     B32, B64, BF16, F32, F64, PRED, S32, U32, U64, Builder, Imm, Label, Mem, Module,

@@ -360,7 +360,7 @@ def test_a_wider_console_for_piped_tables_that_need_it(monkeypatch):
 
 def test_resources_table_keeps_kernel_names_and_numbers_whole():
     from harness.compile.occupancy import Occupancy
-    from harness.compile.report import Resources
+    from harness.compile.resources import Resources
 
     names = [f"smem_ready_{g}_indirect_yield_storm_root" for g in ("thread", "warp", "block")]
     rows = [(name, Resources(name, "entry", 51, 0, 0, 8, 1088, 1), 128,

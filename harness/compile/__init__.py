@@ -11,7 +11,7 @@ from .nvjitlink import (
     nvjitlink_version,
 )
 from .occupancy import Occupancy, OccupancyError, theoretical_occupancy
-from .report import Resources, parse_ptxas_log
+from .resources import Resources, parse_ptxas_log
 
 __all__ = [
     "ArchError",

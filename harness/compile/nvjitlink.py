@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.errors import PollbenchError
 
 from .arch import parse_arch
-from .report import Resources, parse_ptxas_log
+from .resources import Resources, parse_ptxas_log
 
 
 class CompileError(PollbenchError):

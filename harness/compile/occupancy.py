@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from harness.errors import PollbenchError
 
 from .arch import arch_limits, arch_number
-from .report import Resources
+from .resources import Resources
 
 
 class OccupancyError(PollbenchError):

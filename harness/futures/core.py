@@ -704,7 +704,7 @@ class FnBuilder(Builder):
 
     def _poll_child(self, child: "FnBuilder", ctx: _ChildCtx) -> None:
         dispatch = self.emit("brx.idx", (), (), None, (ctx.resume.reg,), targets=[],
-                             table=f"$T_child_{self._next_label()}")
+                             table=f"$T_child_{self.next_id()}")
         ctx.state(child.start)  # state 0 of a child: its start (labels[0])
         _write_body(child)
         dispatch.extra["targets"] = list(ctx.labels)
@@ -829,7 +829,7 @@ def build_poll(module: Module, fut: FutureDef, first: bool = False,
         top.bind_args()
         resume = b.ld(space, row_mem(frame, RESUME_ROW), U32)
         dispatch = b.emit("brx.idx", (), (), None, (resume,), targets=[],
-                          table=f"$T_resume_{b._next_label()}")
+                          table=f"$T_resume_{b.next_id()}")
         gen.states.append(top.start)
         _write_body(top)
         stubs = []
@@ -890,7 +890,7 @@ class RegisterTask:
         self.polled = True
         b, gen = self.b, self.gen
         dispatch = b.emit("brx.idx", (), (), None, (gen.resume,), targets=[],
-                          table=f"$T_resume_{b._next_label()}")
+                          table=f"$T_resume_{b.next_id()}")
         gen.states.append(self.top.start)
         _write_body(self.top)
         dispatch.extra["targets"] = list(gen.states)

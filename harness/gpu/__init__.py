@@ -26,6 +26,7 @@ from harness.gpu.driver import (
     unavailable_reason,
 )
 from harness.gpu.errors import (
+    ERROR_CLASSES,
     CudaCallError,
     GpuError,
     GpuUnavailable,
@@ -58,10 +59,5 @@ __all__ = [
     "grid_for",
     "pack_args",
     "check_arg_layout",
-    "GpuError",
-    "GpuUnavailable",
-    "CudaCallError",
-    "KernelFault",
-    "KernelTimeout",
-    "LaunchArgError",
+    *ERROR_CLASSES,
 ]

@@ -13,13 +13,13 @@ from typing import Any
 
 from harness.errors import PollbenchError
 
+# The error classes, as harness.gpu re-exports them.
+ERROR_CLASSES = ("GpuError", "GpuUnavailable", "CudaCallError", "KernelFault", "KernelTimeout",
+                 "LaunchArgError")
+
 __all__ = [
-    "GpuError",
-    "GpuUnavailable",
-    "CudaCallError",
-    "KernelFault",
-    "KernelTimeout",
-    "LaunchArgError",
+    *ERROR_CLASSES,
+    "ERROR_CLASSES",
     "STICKY_ERRORS",
     "CoreErrors",
     "error_from_exception",

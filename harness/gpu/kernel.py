@@ -32,7 +32,7 @@ class KernelHandle:
         #: the cuda.core ``Kernel``
         self.kernel = kernel
         self._param_sizes: tuple[int, ...] | None | bool = False  # False: not queried yet
-        self._dynamic_smem_limit = _DEFAULT_DYNAMIC_SMEM_LIMIT
+        self.dynamic_smem_limit = _DEFAULT_DYNAMIC_SMEM_LIMIT  # launches may use this many bytes
 
     def __repr__(self) -> str:
         return f"KernelHandle({self.name!r})"
@@ -99,4 +99,4 @@ class KernelHandle:
             self.kernel.handle,
             self._rt.cu_device,
         )
-        self._dynamic_smem_limit = int(nbytes)
+        self.dynamic_smem_limit = int(nbytes)

@@ -168,7 +168,7 @@ class Runtime:
             except Exception:
                 pass
         try:
-            self.stop_flag._free()
+            self.stop_flag.free()
         except Exception:
             pass
         try:
@@ -303,7 +303,7 @@ class Runtime:
         check_arg_layout(kernel.name, packed, kernel.param_sizes)
         grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
         shared = int(shared)
-        if shared > kernel._dynamic_smem_limit:
+        if shared > kernel.dynamic_smem_limit:
             kernel.set_max_dynamic_shared(shared)
         from cuda.core import LaunchConfig, launch
 

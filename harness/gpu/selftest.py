@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -199,12 +200,15 @@ def link_ptx(ptx: str, arch: str = "sm_90") -> bytes:
         linker.close()
 
 
+_SELFTEST_MODULES: "weakref.WeakKeyDictionary[Runtime, LoadedModule]" = weakref.WeakKeyDictionary()
+
+
 def load_selftest(rt: Runtime) -> LoadedModule:
     """The self-test module, linked for ``rt.arch`` with nvJitLink and loaded as a cubin."""
-    cached = getattr(rt, "_selftest_module", None)
+    cached = _SELFTEST_MODULES.get(rt)
     if cached is None:
-        cached = rt.load(link_ptx(selftest_ptx(rt.arch), rt.arch), name="selftest")
-        rt._selftest_module = cached  # type: ignore[attr-defined]
+        cached = _SELFTEST_MODULES[rt] = rt.load(link_ptx(selftest_ptx(rt.arch), rt.arch),
+                                                name="selftest")
     return cached
 
 

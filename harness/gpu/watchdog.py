@@ -76,7 +76,8 @@ class StopFlag:
         if not self.host_ptr:
             raise GpuError("the stop flag was freed with its Runtime")
 
-    def _free(self) -> None:
+    def free(self) -> None:
+        """Give the pinned host word back (its ``Runtime`` does, when it closes)."""
         if self.host_ptr:
             host_ptr, self.host_ptr = self.host_ptr, 0
             _drv.call("cuMemFreeHost", host_ptr)

@@ -113,9 +113,10 @@ class Builder:
         return new_reg(self.fn, _t(t), hint)
 
     def new_label(self, hint: str = "L") -> Label:
-        return Label(f"$L_{hint}_{self._next_label()}")
+        return Label(f"$L_{hint}_{self.next_id()}")
 
-    def _next_label(self) -> int:
+    def next_id(self) -> int:
+        """A number unique in this function (labels, jump tables)."""
         # Per function, not per builder: several builders may write one body (an inlined
         # poll function is emitted by its own FnBuilder into its caller's function).
         n = self.fn.counters.get("$label", 0) + 1
@@ -478,7 +479,7 @@ class Builder:
     def brx_idx(self, index: Reg, targets: list) -> None:
         """Indirect branch: jump to ``targets[index]``."""
         self.emit("brx.idx", (), (), None, (index,), targets=list(targets),
-                  table=f"$T_{self._next_label()}")
+                  table=f"$T_{self.next_id()}")
 
     def ret(self, value=None) -> None:
         """Return (storing ``value`` into the function's return parameter first)."""
