@@ -65,26 +65,13 @@ def _executors_workloads(args) -> list:
 
 def cmd_list(args) -> int:
     """Executors, workloads and the GPUs this machine sees."""
-    from rich.table import Table
-
     from executors import EXECUTORS
     from harness.gpu import list_gpus, unavailable_reason
-    from harness.report import console
+    from harness.report import console, executors_table, workloads_table
     from workloads import WORKLOADS
 
-    t = Table(title="executors")
-    t.add_column("name")
-    t.add_column("granularities")
-    t.add_column("what it is")
-    for e in EXECUTORS.values():
-        t.add_row(e.name, ", ".join(e.granularities), e.summary)
-    console.print(t)
-    t = Table(title="workloads")
-    t.add_column("name")
-    t.add_column("what it is")
-    for w in WORKLOADS.values():
-        t.add_row(w.name, w.summary)
-    console.print(t)
+    console.print(executors_table(EXECUTORS.values()))
+    console.print(workloads_table(WORKLOADS.values()))
     gpus = list_gpus()
     if not gpus:
         console.print(f"GPUs: none ({unavailable_reason()})")

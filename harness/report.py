@@ -353,6 +353,26 @@ def compare_table(cmp, env_a: dict, env_b: dict) -> Table:
     return t
 
 
+def executors_table(executors) -> Table:
+    """``pollbench list``'s executors: name, worker granularities, what each is."""
+    t = Table(title="executors")
+    for col in ("name", "granularities", "what it is"):
+        t.add_column(col)
+    for e in executors:
+        t.add_row(e.name, ", ".join(e.granularities), e.summary)
+    return t
+
+
+def workloads_table(workloads) -> Table:
+    """``pollbench list``'s workloads: name and what each is."""
+    t = Table(title="workloads")
+    for col in ("name", "what it is"):
+        t.add_column(col)
+    for w in workloads:
+        t.add_row(w.name, w.summary)
+    return t
+
+
 def difftest_table(rows: list, backend: str) -> Table:
     """One row per differential case: name, opcodes covered, verdict."""
     t = Table(title=f"op-table differential self-tests on {backend}"
