@@ -31,6 +31,22 @@ class CaseSpec:
         return f"{self.executor}/{self.workload}/{self.dispatch}/{self.granularity}"
 
 
+def case_specs(executors, workloads, ntasks: int = 1 << 20, block: int = 128, seed: int = 0,
+               dispatch=None, granularity=None) -> list:
+    """Every case of ``executors`` x ``workloads`` (objects or names) in each executor's own
+    dispatch modes and granularities, as far as ``dispatch`` / ``granularity`` (collections,
+    None for all) keep them; cases an executor cannot run are kept (they are skips)."""
+    from executors import get_executor
+    from workloads import get_workload
+
+    exs = [get_executor(e) if isinstance(e, str) else e for e in executors]
+    wls = [get_workload(w) if isinstance(w, str) else w for w in workloads]
+    return [CaseSpec(ex.name, wl.name, d, g, ntasks, block, seed)
+            for ex in exs for wl in wls
+            for d in ex.dispatch_modes if not dispatch or d in dispatch
+            for g in ex.granularities if not granularity or g in granularity]
+
+
 @dataclass
 class CaseResult:
     spec: CaseSpec

@@ -253,14 +253,11 @@ def cmd_sweep(args) -> int:
 def _specs(args, backend: str) -> list:
     """The cases: executors x workloads x their own dispatch modes and granularities, as
     far as --dispatch and --granularity keep them."""
-    from harness.cases import CaseSpec
+    from harness.cases import case_specs
 
     exs, wls = _executors_workloads(args)
     ntasks = args.ntasks or (1 << 20 if backend == "gpu" else 64)
-    specs = [CaseSpec(ex.name, wl.name, d, g, ntasks, args.block, args.seed)
-             for ex, wl in itertools.product(exs, wls)
-             for d in ex.dispatch_modes if not args.dispatch or d in args.dispatch
-             for g in ex.granularities if not args.granularity or g in args.granularity]
+    specs = case_specs(exs, wls, ntasks, args.block, args.seed, args.dispatch, args.granularity)
     if not specs:
         raise PollbenchError("no executor chosen has the --dispatch/--granularity asked for")
     return specs
