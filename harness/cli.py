@@ -1,4 +1,4 @@
-"""pollbench: list | ptx | inspect | run | selftest | sweep | compare | explain.
+"""pollbench: list | ptx | inspect | run | selftest | sweep | compare | plot | explain.
 
 Every user error (a bad option value, an unknown name, a bad arch, no driver, an unwritable
 output folder, an unreadable results file) is one line on stderr and exit code 2, before
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import signal
 import sys
 
@@ -246,7 +247,10 @@ def cmd_sweep(args) -> int:
     _backend_name("gpu", args.device)
     with make_backend("gpu", args.device) as backend:
         rows = sweep(backend, seed=args.seed)
-    console.print(sweep_table(rows))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        console.print(sweep_table(rows))
     return 0 if all(r.get("check") == "pass" for r in rows) else 1
 
 
@@ -387,6 +391,21 @@ def cmd_compare(args) -> int:
     console.print("intervals: ci95 = 95% distribution-free interval of the median (order "
                   "statistics of the samples); range = min..max of the samples; a verdict "
                   "only where A's and B's intervals do not overlap", highlight=False)
+    if args.plot:
+        from harness.plot import plot_compare
+
+        print(f"picture: {plot_compare(cmp, a, b, args.plot)}")  # a path: never wrapped
+    return 0
+
+
+def cmd_plot(args) -> int:
+    """PNG pictures of results files (and of a ``sweep --json`` file) in ``--out``."""
+    from harness.plot import plot_results
+
+    if not args.results and not args.sweep:
+        raise PollbenchError("plot needs a results file (or --sweep FILE)")
+    for path in plot_results(args.results, args.out, sweep=args.sweep):
+        print(path)  # one path per line, never wrapped
     return 0
 
 
@@ -498,13 +517,25 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("sweep", help="GPU: backoff's min/max sleep against wake-to-poll "
                         "latency and the issue slots left to co-resident compute")
     sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0)
+    sp.add_argument("--json", action="store_true",
+                    help="print the rows as JSON (for pollbench plot --sweep) instead of a table")
     common(sp, arch=False)
     sp.set_defaults(func=cmd_sweep)
 
     sp = sub.add_parser("compare", help="per-case B/A ratios of two results files")
     sp.add_argument("a", metavar="A", help="results file (the reference)")
     sp.add_argument("b", metavar="B", help="results file (compared against A)")
+    sp.add_argument("--plot", metavar="PNG", help="also draw the ratios with their intervals "
+                    "into PNG (needs matplotlib: pip install 'pollbench[plot]')")
     sp.set_defaults(func=cmd_compare)
+
+    sp = sub.add_parser("plot", help="PNG pictures of results files (needs matplotlib)")
+    sp.add_argument("results", metavar="RESULTS", nargs="*", help="results files")
+    sp.add_argument("--out", default="plots", metavar="DIR",
+                    help="folder for the PNGs (default: plots)")
+    sp.add_argument("--sweep", metavar="FILE", help="a `pollbench sweep --json` file: "
+                    "latency against the compute left to a co-resident kernel")
+    sp.set_defaults(func=cmd_plot)
 
     sp = sub.add_parser("explain", help="what a table column means (all of them without COLUMN)")
     sp.add_argument("column", metavar="COLUMN", nargs="?")

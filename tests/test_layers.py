@@ -17,7 +17,7 @@ LAYERS = (
     ("executors", "workloads"),
     ("harness.counters", "harness.cases"),
     ("harness.results", "harness.orchestrate"),
-    ("harness.report",),
+    ("harness.report", "harness.plot"),
     ("experiments",),
     ("harness.cli", "conformance"),
 )
