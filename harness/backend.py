@@ -47,6 +47,16 @@ class Backend:
     def read(self, ptr: int, dtype, count: int) -> np.ndarray:
         raise NotImplementedError
 
+    def write(self, ptr: int, array: np.ndarray) -> None:
+        """Copy ``array``'s bytes to ``ptr`` (inside a buffer of this backend), in stream
+        order: an input refreshed between launches without a new buffer."""
+        raise NotImplementedError
+
+    def poison(self, ptr: int, nbytes: int) -> None:
+        """Set ``nbytes`` at ``ptr`` to ``POISON`` again, in stream order (an output reused
+        across launches: an element a launch does not write never looks like a result)."""
+        self.write(ptr, np.full(nbytes, POISON, np.uint8))
+
     def launch(self, kernel: str, grid, block, args=(), checked: bool = False,
                shared: int = 0) -> Launch:
         """Run ``kernel`` with ``shared`` bytes of dynamic shared memory per block;
@@ -125,6 +135,9 @@ class EmuBackend(Backend):
 
     def read(self, ptr: int, dtype, count: int) -> np.ndarray:
         return self._need().read(ptr, dtype, count)
+
+    def write(self, ptr: int, array: np.ndarray) -> None:
+        self._need().write(ptr, np.ascontiguousarray(array).view(np.uint8).ravel())
 
     def stop_ptr(self) -> int:
         # nothing sets it: the emulator's own step budget is its watchdog
@@ -213,6 +226,22 @@ class GpuBackend(Backend):
             if a.ptr <= ptr < a.ptr + a.nbytes:
                 return a
         raise PollbenchError(f"{ptr:#x} is not a buffer of this backend")
+
+    def write(self, ptr: int, array: np.ndarray) -> None:
+        src = np.ascontiguousarray(array)
+        self._find(ptr)
+        if src.nbytes:
+            self._find(ptr + src.nbytes - 1)
+            self.rt.memcpy_htod(ptr, src, src.nbytes)
+            self.rt.sync_stream("copying host memory to the device")
+
+    def poison(self, ptr: int, nbytes: int) -> None:
+        from harness.gpu.driver import call
+
+        self._find(ptr)
+        if nbytes:
+            self._find(ptr + nbytes - 1)
+            call("cuMemsetD8Async", ptr, POISON, nbytes, self.rt.stream_handle)
 
     def read(self, ptr: int, dtype, count: int) -> np.ndarray:
         arr = self._find(ptr)

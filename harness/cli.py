@@ -1,4 +1,4 @@
-"""pollbench: list | ptx | inspect | run | selftest | sweep | compare | plot | explain.
+"""pollbench: list | ptx | inspect | run | selftest | sweep | conform | compare | plot | explain.
 
 Every user error (a bad option value, an unknown name, a bad arch, no driver, an unwritable
 output folder, an unreadable results file) is one line on stderr and exit code 2, before
@@ -13,6 +13,7 @@ import itertools
 import json
 import signal
 import sys
+from pathlib import Path
 
 from harness.errors import PollbenchError
 
@@ -398,6 +399,47 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_conform(args) -> int:
+    """Litmus tests, forward progress, probes, the executor suite and (``--sanitize``)
+    compute-sanitizer on this GPU; one report, one JSON document; exit 1 unless every
+    promise checked holds."""
+    from conformance.conform import conform
+    from conformance.litmus import TESTS
+    from harness.report import conform_report, console, err_console
+
+    backend = _backend_name(args.backend, args.device)
+    for t in args.test or ():
+        if t not in TESTS:
+            raise PollbenchError(f"unknown litmus test {t!r} (known: {', '.join(TESTS)})")
+    if args.sanitize and backend != "gpu":
+        raise PollbenchError("--sanitize runs compute-sanitizer: it needs a GPU")
+    env_folder = None
+    if not args.no_save:
+        from harness.results import environment
+        from harness.results.environment import machine_name
+
+        env_folder = f"{args.out}/{machine_name(environment(backend, args.device))}"
+        _probe_out(env_folder)
+
+    def say(msg):
+        err_console.print(msg, markup=False, highlight=False)
+
+    doc = conform(backend, args.device, quick=args.quick, sanitize=args.sanitize,
+                  seed=args.seed, iterations=args.iterations, tests=args.test,
+                  log_dir=Path(env_folder) / "sanitize-logs" if env_folder else None,
+                  progress=say)
+    doc["run"]["argv"] = args.argv
+    for part in conform_report(doc):
+        console.print(part)
+    if not args.no_save:
+        from harness.results import save
+
+        with _SignalsHeld():
+            path = save(doc, args.out, prefix="conform-")
+        err_console.print(f"conform report: {path}", markup=False, highlight=False)
+    return 0 if doc["ok"] else 1
+
+
 def cmd_plot(args) -> int:
     """PNG pictures of results files (and of a ``sweep --json`` file) in ``--out``."""
     from harness.plot import plot_results
@@ -521,6 +563,26 @@ def parser() -> argparse.ArgumentParser:
                     help="print the rows as JSON (for pollbench plot --sweep) instead of a table")
     common(sp, arch=False)
     sp.set_defaults(func=cmd_sweep)
+
+    sp = sub.add_parser("conform", help="what this GPU promises an executor: litmus tests, "
+                        "forward progress, probes, the executor suite, sanitizers")
+    sp.add_argument("--quick", action="store_true",
+                    help="10^4 litmus iterations per configuration instead of 10^6")
+    sp.add_argument("--sanitize", action="store_true",
+                    help="also run compute-sanitizer (memcheck, racecheck, synccheck, "
+                    "initcheck) over every executor, a process per executor and tool")
+    sp.add_argument("--iterations", type=_int_in(1, what="an iteration count"),
+                    help="litmus iterations per configuration (overrides --quick)")
+    sp.add_argument("--test", action="append", metavar="TEST",
+                    help="one litmus test (MP, SB, LB, CoRR, IRIW, 2+2W); repeat for several")
+    sp.add_argument("--backend", choices=["gpu", "emu"],
+                    help="gpu (default when present) or emu (plumbing only)")
+    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0)
+    sp.add_argument("--out", default="results", metavar="DIR",
+                    help="where conform-<time>-<sha>.json goes (default: results)")
+    sp.add_argument("--no-save", action="store_true", help="write no file")
+    common(sp, arch=False)
+    sp.set_defaults(func=cmd_conform)
 
     sp = sub.add_parser("compare", help="per-case B/A ratios of two results files")
     sp.add_argument("a", metavar="A", help="results file (the reference)")

@@ -419,3 +419,111 @@ def sweep_table(rows: list) -> Table:
         t.add_row(*(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-"))
                     for c in cols))
     return t
+
+
+# ------------------------------------------------------------------- pollbench conform
+
+_LITMUS_COLUMNS = [(s, p) for s in ("cta", "gpu") for p in ("warp", "cta", "grid")]
+
+
+def _litmus_cell(row: dict) -> Text:
+    weak = row["weak"]
+    if row["forbidden"]:
+        return Text(f"{weak} ✗" if weak else "0 ✓", style="bold red" if weak else "green")
+    return Text(f"{weak}", style="yellow" if weak else "dim")
+
+
+def litmus_table(section: dict) -> Table:
+    """Weak outcomes per test and variant (rows) at each scope and placement (columns):
+    green where the model forbids it and none was seen, red where a forbidden one was."""
+    rows = section.get("rows") or []
+    iters = {r["iterations"] for r in rows}
+    caption = (f"weak outcomes seen in {min(iters) if iters else 0:,}+ iterations per cell; "
+               "✓/✗: the model forbids the weak outcome there (✗: seen, a failure); "
+               "plain counts: allowed (unordered, or a scope that does not hold every "
+               "thread), reported only. Columns: scope / where the threads are.")
+    t = Table(title="litmus tests", caption=caption, caption_justify="left")
+    t.add_column("test")
+    t.add_column("ordering")
+    for s, p in _LITMUS_COLUMNS:
+        t.add_column(f".{s}\n{p}", justify="right", no_wrap=True)
+    by = {(r["test"], r["variant"], r["scope"], r["placement"]): r for r in rows}
+    for test, variant in dict.fromkeys((r["test"], r["variant"]) for r in rows):
+        t.add_row(test, variant, *(_litmus_cell(by[(test, variant, s, p)])
+                                   if (test, variant, s, p) in by else "-"
+                                   for s, p in _LITMUS_COLUMNS))
+    return t
+
+
+def progress_table(section: dict) -> Table:
+    """Forward-progress checks: verdict and what each found."""
+    t = Table(title="forward progress")
+    for col in ("check", "verdict", "found"):
+        t.add_column(col)
+    for r in section.get("rows") or []:
+        found = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("name", "verdict"))
+        style = "green" if r["verdict"] == "pass" else "red" if "FAIL" in r["verdict"] else "yellow"
+        t.add_row(r["name"], Text(r["verdict"], style=style), found)
+    return t
+
+
+def probes_table(section: dict) -> Table:
+    """Probes beside the H100 figures the executors' defaults were derived from."""
+    t = Table(title="probes (beside the H100's, architecture §11)")
+    for col, just in (("probe", "left"), ("this GPU", "right"), ("H100", "right"),
+                      ("unit", "left"), ("a default derived from it", "left")):
+        t.add_column(col, justify=just)
+    for r in section.get("rows") or []:
+        t.add_row(r["name"], _fmt(r["value"], ".4g"), _fmt(r["h100"], ".4g"), r["unit"],
+                  r.get("derived") or "")
+    return t
+
+
+def sanitizers_table(rows: list) -> Table:
+    """compute-sanitizer's verdict per executor (rows) and tool (columns)."""
+    tools = list(dict.fromkeys(r["tool"] for r in rows))
+    t = Table(title="compute-sanitizer (every workload, dispatch and granularity)")
+    t.add_column("executor")
+    for tool in tools:
+        t.add_column(tool)
+    by = {(r["executor"], r["tool"]): r for r in rows}
+    for ex in dict.fromkeys(r["executor"] for r in rows):
+        cells = []
+        for tool in tools:
+            v = by[(ex, tool)]["verdict"] if (ex, tool) in by else "-"
+            cells.append(Text(v, style="green" if v == "clean" else
+                              "red" if v.startswith("FAIL") else "yellow"))
+        t.add_row(ex, *cells)
+    return t
+
+
+def conform_report(doc: dict) -> list:
+    """``pollbench conform``'s tables and lines, in order."""
+    env = doc.get("environment") or {}
+    out = [Text(f"pollbench conform — {_env_line(env)}", style="bold")]
+    if env.get("backend") != "gpu":
+        out.append(Text("EMULATOR: the plumbing only; its memory is sequentially consistent and "
+                        "its times are emulated, so nothing here describes a GPU",
+                        style="bold yellow"))
+    for name, table in (("litmus", litmus_table), ("progress", progress_table),
+                        ("probes", probes_table)):
+        section = doc.get(name) or {}
+        if section.get("error"):
+            out.append(Text(f"{name}: ERROR: {section['error']}", style="red"))
+        else:
+            out.append(table(section))
+    suite = doc.get("suite")
+    if suite is not None:
+        if suite.get("error"):
+            out.append(Text(f"executor suite: ERROR: {suite['error']}", style="red"))
+        else:
+            line = (f"executor conformance suite (pytest -m gpu conformance): {suite['passed']} "
+                    f"passed, {suite['failed']} failed, {suite['skipped']} skipped")
+            out.append(Text(line, style="green" if not suite["failed"] else "red"))
+            out.extend(Text(f"  failed: {f}", style="red") for f in suite.get("failures") or [])
+    if doc.get("sanitizers"):
+        out.append(sanitizers_table(doc["sanitizers"]))
+    ok = doc.get("ok")
+    out.append(Text("every promise checked holds" if ok else "NOT every promise holds "
+                    "(see the red cells)", style="bold green" if ok else "bold red"))
+    return out

@@ -6,9 +6,10 @@ import pytest
 
 from harness.results import load
 
-# results/asv holds asv's own history (its format, not pollbench's)
+# results/asv holds asv's own history (its format, not pollbench's); conform-*.json are
+# `pollbench conform` reports (their own schema, checked in test_conform.py)
 FILES = sorted(p for p in (Path(__file__).parent.parent / "results").glob("*/*.json")
-               if p.parent.name != "asv")
+               if p.parent.name != "asv" and not p.name.startswith("conform-"))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -210,13 +210,13 @@ def write_atomic(path, text: str) -> Path:
     return path
 
 
-def _stem(doc: dict) -> tuple[Path, str]:
+def _stem(doc: dict, prefix: str = "") -> tuple[Path, str]:
     """The folder and the name without suffix of ``doc``'s results file, relative to the
-    output folder: ``(<machine>, <UTC time>-<git sha>)``."""
+    output folder: ``(<machine>, <prefix><UTC time>-<git sha>)``."""
     env = doc["environment"]
     stamp = env["time_utc"].replace("-", "").replace(":", "")  # 20261128T010203Z
     sha = (env.get("pollbench") or {}).get("git_sha")
-    return Path(machine_name(env)), f"{stamp}-{sha[:12] if sha else 'nogit'}"
+    return Path(machine_name(env)), f"{prefix}{stamp}-{sha[:12] if sha else 'nogit'}"
 
 
 def _candidates(folder: Path, stem: str):
@@ -254,15 +254,16 @@ def _link_exclusive(tmp: str, path: Path) -> None:
             raise
 
 
-def save(doc: dict, out_dir="results") -> Path:
+def save(doc: dict, out_dir="results", prefix: str = "") -> Path:
     """Write ``doc`` as a new file, atomically and exclusively, under the first free name
     of ``<out_dir>/<machine>/<UTC time>-<git sha>[-N].json`` (:func:`results_path`): the
     complete, fsynced document is published with an operation that fails if the name
     exists (a hard link, not a rename), so two runs never get one name and nothing is
     overwritten. Stray temporary files of killed saves in that folder are removed first.
-    The path written."""
+    ``prefix`` starts the name of another kind of document (``conform-``). The path
+    written."""
     text = dumps(doc)  # serialise first: a document that cannot be written touches no file
-    sub, stem = _stem(doc)
+    sub, stem = _stem(doc, prefix)
     folder = Path(out_dir) / sub
     remove_stray_temporaries(folder)
     tmp = _write_temp(folder, text)
