@@ -25,6 +25,7 @@ for morally strong accesses, i.e. when the scope includes both threads).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ SCOPES = ("cta", "gpu")
 PLACEMENTS = ("warp", "cta", "grid")  # an instance's threads: one warp, one block, blocks
 VARIANTS = ("relaxed", "acq_rel", "sc", "rel_acq")
 LINE_WORDS = 32  # one location per 128-byte line
+SMEM_WORDS = 1024  # a block's shared locations (instances per block x locations)
 STRESS_ITERS = 256
 START_SPINS = 1 << 16  # bounded: blocks that are not co-resident only start later
 EMU_START_SPINS = 64  # the emulator runs a block's threads in turn: a short line
@@ -49,9 +51,14 @@ PARAMS = (("mem", U64), ("out", U64), ("perm", U64), ("locs", U64), ("start", U6
 
 @dataclass(frozen=True)
 class Litmus:
-    """A litmus test: each thread's program (``("st", loc, value)`` / ``("ld", loc, reg)``),
-    the weak outcome (registers in order, then the final values of ``final``) and the
-    variants under which the model forbids it."""
+    """A litmus test: each thread's program, the weak outcome (registers in order, then the
+    final values of ``final``) and the variants under which the model forbids it.
+
+    Ops: ``("st", loc, value)`` / ``("ld", loc, reg)`` take the variant's ordering;
+    ``("st.weak", loc, value)`` / ``("ld.weak", loc, reg)`` are plain (data) accesses;
+    ``("rmw", loc, reg, op, value)`` is ``atom.<op>``, acq_rel under every ordered variant
+    (relaxed under ``relaxed``), its old value into ``reg`` (None: dropped). ``space``:
+    where the locations live (shared: one block's, so no grid placement)."""
 
     name: str
     threads: tuple
@@ -59,6 +66,12 @@ class Litmus:
     forbidden_under: frozenset
     final: tuple = ()
     what: str = ""
+    space: str = "global"
+    variants: tuple = VARIANTS
+
+    @property
+    def placements(self) -> tuple:
+        return PLACEMENTS if self.space == "global" else ("warp", "cta")
 
     @property
     def locations(self) -> tuple:
@@ -66,8 +79,8 @@ class Litmus:
 
     @property
     def registers(self) -> int:
-        return 1 + max((op[2] for ops in self.threads for op in ops if op[0] == "ld"),
-                       default=-1)
+        return 1 + max((op[2] for ops in self.threads for op in ops
+                        if op[0] in ("ld", "ld.weak", "rmw") and op[2] is not None), default=-1)
 
     @property
     def outcome_size(self) -> int:
@@ -92,6 +105,13 @@ TESTS = {t.name: t for t in (
     Litmus("2+2W", ((("st", "x", 1), ("st", "y", 2)), (("st", "y", 1), ("st", "x", 2))),
            (1, 1), frozenset({"sc"}), final=("x", "y"),
            what="two writers: both first stores end up last"),
+    # smem_ready's hand-off of a task's frame (executors/smem_ready.py, run_task): plain
+    # frame stores, then an acq_rel atomic on the task's state word; the next poller's
+    # acq_rel atomic on that word, then plain frame loads. All in shared memory, .cta.
+    Litmus("MP+atom.shared", ((("st.weak", "data", 1), ("rmw", "flag", None, "exch", 1)),
+                              (("rmw", "flag", 0, "or", 0), ("ld.weak", "data", 1))),
+           (1, 0), frozenset({"acq_rel"}), space="shared", variants=("relaxed", "acq_rel"),
+           what="smem_ready's frame hand-off: flag seen through the atomic, frame not"),
 )}
 
 
@@ -106,7 +126,8 @@ def forbidden(test: Litmus, variant: str, scope: str, placement: str) -> bool:
 
 
 def kernel_name(test: Litmus, variant: str, scope: str, placement: str) -> str:
-    return f"litmus_{test.name.replace('+', 'p')}_{variant}_{scope}_{placement}"
+    ident = re.sub(r"\W", "_", test.name.replace("+", "p"))
+    return f"litmus_{ident}_{variant}_{scope}_{placement}"
 
 
 # ------------------------------------------------------------------------- device side
@@ -114,16 +135,27 @@ def kernel_name(test: Litmus, variant: str, scope: str, placement: str) -> str:
 
 def _thread_ops(b: Builder, test: Litmus, ops, variant: str, scope: str, addr: dict, out, inst):
     """One thread's program with ``variant``'s orderings; loaded registers go to ``out``."""
-    nregs = test.registers
+    nregs, space = test.registers, test.space
+    fences = variant in ("acq_rel", "sc") and not any(op[0] == "rmw" for op in ops)
     for k, op in enumerate(ops):
-        if k and variant in ("acq_rel", "sc"):
+        if k and fences:
             b.fence(variant, scope)
-        if op[0] == "st":
+        kind, loc = op[0], addr[op[1]]
+        v = None
+        if kind == "st":
             sem = "release" if variant == "rel_acq" else "relaxed"
-            b.st("global", addr[op[1]], b.mov(op[2], type=U32), type=U32, sem=sem, scope=scope)
-        else:
+            b.st(space, loc, b.mov(op[2], type=U32), type=U32, sem=sem, scope=scope)
+        elif kind == "st.weak":
+            b.st(space, loc, b.mov(op[2], type=U32), type=U32)
+        elif kind == "ld":
             sem = "acquire" if variant == "rel_acq" else "relaxed"
-            v = b.ld("global", addr[op[1]], U32, sem=sem, scope=scope)
+            v = b.ld(space, loc, U32, sem=sem, scope=scope)
+        elif kind == "ld.weak":
+            v = b.ld(space, loc, U32)
+        else:  # rmw
+            sem = "relaxed" if variant == "relaxed" else "acq_rel"
+            v = b.atom(space, op[3], loc, b.mov(op[4], type=U32), type=U32, sem=sem, scope=scope)
+        if v is not None and op[2] is not None:
             b.st("global", b.element_addr(out, b.mad(inst, nregs, op[2], type=U32), 4), v,
                  type=U32)
 
@@ -167,6 +199,15 @@ def build_kernel(m: Module, test: Litmus, variant: str, scope: str, placement: s
     tid, ctaid, ntid = b.special("tid.x"), b.special("ctaid.x"), b.special("ntid.x")
     with b.if_(b.setp("ge", ctaid, b.param("ntest"), type=U32)):
         _stress(b)
+    smem = None
+    if test.space == "shared":  # this block's locations: zeroed, then every thread waits
+        smem = b.mov(Builder.shared(m, f"{name}_smem", 4 * SMEM_WORDS, 16), type=U32)
+        w = b.mov(tid, type=U32)
+        with b.loop() as lp:
+            lp.break_if(b.setp("ge", w, SMEM_WORDS, type=U32))
+            b.st("shared", b.mad(w, 4, smem, type=U32), b.mov(0, type=U32), type=U32)
+            b.add(w, ntid, dst=w)
+        b.bar_sync(0)
     _start_line(b)
     lane = b.and_(tid, 31, type=U32)
     if placement == "warp":
@@ -188,7 +229,7 @@ def build_kernel(m: Module, test: Litmus, variant: str, scope: str, placement: s
     addr = {}
     for k, loc in enumerate(test.locations):
         w = b.ld("global", b.element_addr(locs, b.mad(inst, nlocs, k, type=U32), 4), U32)
-        addr[loc] = b.element_addr(mem, w, 4)
+        addr[loc] = b.element_addr(mem, w, 4) if smem is None else b.mad(w, 4, smem, type=U32)
     out = b.param("out")
     for r, ops in enumerate(test.threads):
         with b.if_(b.setp("eq", role, r, type=U32)):
@@ -208,7 +249,8 @@ def build_module(arch: str, configs) -> Module:
 def all_configs(tests=None) -> list:
     """(test, variant, scope, placement) for every test (or those named), in a stable order."""
     chosen = [TESTS[t] for t in tests] if tests else list(TESTS.values())
-    return [(t, v, s, p) for t in chosen for v in VARIANTS for s in SCOPES for p in PLACEMENTS]
+    return [(t, v, s, p) for t in chosen for v in t.variants for s in SCOPES
+            for p in t.placements]
 
 
 # --------------------------------------------------------------------------- host side
@@ -251,7 +293,11 @@ def _tables(rng, test: Litmus, placement: str, geo: Geometry):
     ninst = geo.instances(R)
     per = {"warp": 32 // R, "cta": geo.block // R, "grid": ninst}[placement]
     perm = np.concatenate([_permutations(rng, ninst // per, per).ravel() for _ in range(R)])
-    locs = (rng.permutation(ninst * nlocs).astype(np.uint32) * LINE_WORDS).reshape(ninst, nlocs)
+    if test.space == "shared":  # word indices inside each block's array, shuffled per block
+        inst_per_block = geo.block // R
+        locs = _permutations(rng, geo.blocks, inst_per_block * nlocs).reshape(ninst, nlocs)
+    else:
+        locs = (rng.permutation(ninst * nlocs).astype(np.uint32) * LINE_WORDS).reshape(ninst, nlocs)
     return perm, locs
 
 
