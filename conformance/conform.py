@@ -24,16 +24,29 @@ CONFORM_SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _section(name: str, backend_name: str, device: int, options: dict):
-    """Run one section in this (child) process: its rows."""
+def _section(name: str, backend_name: str, device: int, options: dict) -> dict:
+    """Run one section in this (child) process: ``{"rows": ...}``, or ``{"error": ...}``
+    (an exception does not cross the process boundary: not every one pickles)."""
+    try:
+        return {"rows": _rows(name, backend_name, device, options)}
+    except Exception as e:  # noqa: BLE001 - reported in the document, the others still run
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+
+
+def _rows(name: str, backend_name: str, device: int, options: dict):
     from harness.backend import make_backend
 
     with make_backend(backend_name, device) as backend:
         if name == "litmus":
             from conformance import litmus
 
+            def said(r):  # progress on stderr: a long run shows where it is
+                print(f"  litmus {r.test} {r.variant} .{r.scope} {r.placement}: "
+                      f"{r.weak} weak of {r.iterations}  {r.verdict}", file=sys.stderr, flush=True)
+
             return [r.to_dict() for r in litmus.run_all(backend, options["iterations"],
-                                                        options["seed"], options.get("tests"))]
+                                                        options["seed"], options.get("tests"),
+                                                        on_result=said)]
         if name == "progress":
             from conformance import progress
 
@@ -53,11 +66,9 @@ def run_section(name: str, backend_name: str, device: int, options: dict,
     with ctx.Pool(1) as pool:  # leaving the block terminates the worker, whatever it does
         job = pool.apply_async(_section, (name, backend_name, device, options))
         try:
-            out = {"rows": job.get(timeout=timeout_s)}
+            out = job.get(timeout=timeout_s)
         except multiprocessing.TimeoutError:
             out = {"error": f"timed out after {timeout_s:g} s"}
-        except Exception as e:  # the section's failure is reported, the others still run
-            out = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
     out["wall_s"] = round(time.time() - t0, 1)
     return out
 

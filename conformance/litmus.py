@@ -32,7 +32,7 @@ import numpy as np
 
 from harness.errors import PollbenchError
 from harness.ptx import Builder, Module
-from harness.ptx.types import U32, U64
+from harness.ptx.types import B32, U32, U64
 
 SCOPES = ("cta", "gpu")
 PLACEMENTS = ("warp", "cta", "grid")  # an instance's threads: one warp, one block, blocks
@@ -154,7 +154,8 @@ def _thread_ops(b: Builder, test: Litmus, ops, variant: str, scope: str, addr: d
             v = b.ld(space, loc, U32)
         else:  # rmw
             sem = "relaxed" if variant == "relaxed" else "acq_rel"
-            v = b.atom(space, op[3], loc, b.mov(op[4], type=U32), type=U32, sem=sem, scope=scope)
+            t = B32 if op[3] in ("exch", "or", "and", "xor", "cas") else U32
+            v = b.atom(space, op[3], loc, b.mov(op[4], type=t), type=t, sem=sem, scope=scope)
         if v is not None and op[2] is not None:
             b.st("global", b.element_addr(out, b.mad(inst, nregs, op[2], type=U32), 4), v,
                  type=U32)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.ptx import Builder, Module
-from harness.ptx.types import U32, U64
+from harness.ptx.types import B32, U32, U64
 
 TIMEOUT_NS = 200_000_000  # a kernel's own bound: it reports a timeout, then exits
 WINDOW_NS = 2_000_000  # how long the first block keeps the discovery window open
@@ -87,9 +87,9 @@ def _lock(m: Module) -> None:
     t0 = b.special("globaltimer")
     late = b.mov(0, type=U32)
     with b.loop() as lp:
-        old = b.atom("global", "cas", lock, b.mov(0, type=U32), b.mov(1, type=U32), type=U32,
+        old = b.atom("global", "cas", lock, b.mov(0, type=B32), b.mov(1, type=B32), type=B32,
                      sem="acquire", scope="gpu")
-        got = b.setp("eq", old, 0, type=U32)
+        got = b.setp("eq", old, 0, type=B32)
         with b.if_(got):
             # the critical section: a plain read-modify-write that only the lock makes exact
             b.st("global", counter, b.add(b.ld("global", counter, U32), 1, type=U32), type=U32)

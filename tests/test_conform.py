@@ -33,6 +33,15 @@ def test_the_model_table_forbids_what_the_ptx_model_forbids():
     assert len({litmus.kernel_name(*c) for c in configs}) == len(configs)
 
 
+def test_every_conform_kernel_links_with_nvjitlink():
+    """ptxas accepts every kernel (no GPU needed): e.g. atom.exch wants .b32, not .u32."""
+    from harness.compile import compile_ptx
+
+    for m in (litmus.build_module("sm_90", litmus.all_configs()),
+              progress.build_module("sm_90"), probes.build_module("sm_90")):
+        assert compile_ptx(m.to_ptx(), "sm_90").cubin
+
+
 def _ptx(test, variant, scope, placement) -> str:
     m = litmus.build_module("sm_90", [(test, variant, scope, placement)])
     return m.to_ptx()
@@ -46,8 +55,8 @@ def test_each_variant_emits_its_orderings():
     relaxed = _ptx(MP, "relaxed", "gpu", "warp")
     assert "fence" not in relaxed and "acquire" not in relaxed and "release" not in relaxed
     shared = _ptx(SHARED, "acq_rel", "cta", "cta")
-    assert "atom.acq_rel.cta.shared.exch.u32" in shared
-    assert "atom.acq_rel.cta.shared.or.u32" in shared
+    assert "atom.acq_rel.cta.shared.exch.b32" in shared
+    assert "atom.acq_rel.cta.shared.or.b32" in shared
     assert "fence" not in shared  # the atomics are the ordering
 
 

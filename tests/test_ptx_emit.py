@@ -362,6 +362,17 @@ def test_atom_and_red_spelling():
     link(m)
 
 
+def test_bitwise_exchange_and_cas_atomics_take_b_types():
+    """ptxas rejects atom.exch.u32 (and .cas/.and/.or/.xor on .u/.s): the builder says so."""
+    m, b = kernel()
+    p = gptr(b)
+    for op in ("exch", "cas", "and", "or", "xor"):
+        with pytest.raises(PtxBuildError, match=f".{op} takes a .b32/.b64 type"):
+            b.atom("global", op, p, b.mov(1, type=U32), type=U32)
+    with pytest.raises(PtxBuildError, match=".or takes"):
+        b.red("global", "or", p, b.mov(1, type=U32), type=U32)
+
+
 def test_fence_spelling():
     m, b = kernel(())
     b.fence()

@@ -33,6 +33,14 @@ _RESERVED = {s.split(".")[0] for s in SPECIAL_REGS}
 _BITS_ONLY = ("and", "or", "xor", "not", "shl", "popc", "clz", "brev")
 
 
+_BITS_ATOMICS = ("and", "or", "xor", "exch", "cas")  # ptxas takes only .bN types for these
+
+
+def _atomic_type(op: str, t: PtxType) -> None:
+    if op in _BITS_ATOMICS and t.kind != "b":
+        raise PtxBuildError(f"atom/red .{op} takes a .b32/.b64 type, not .{t.name}")
+
+
 def _t(spec) -> PtxType:
     return TYPES[spec] if isinstance(spec, str) else spec
 
@@ -373,6 +381,7 @@ class Builder:
         if op not in ATOMIC_OPS:
             raise PtxBuildError(f"unknown atomic operation {op!r}")
         t = _t(type) if type else self.infer(b)
+        _atomic_type(op, t)
         d = self._dst(dst, t)
         srcs = (self._addr(addr), b) + ((c,) if c is not None else ())
         self.emit("atom", (sem, scope if sem else None, space, op), (t,), d, srcs, pred)
@@ -383,6 +392,7 @@ class Builder:
         if op not in ATOMIC_OPS or op in ("cas", "exch"):
             raise PtxBuildError(f"red has no operation {op!r}")
         t = _t(type) if type else self.infer(b)
+        _atomic_type(op, t)
         self.emit("red", (sem, scope if sem else None, space, op), (t,), None,
                   (self._addr(addr), b), pred)
 
