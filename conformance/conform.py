@@ -113,7 +113,8 @@ def run_sanitizers(executors, tools, log_dir: Path | None, on_row=None) -> list:
 
 def verdict(doc: dict) -> bool:
     """Whether the GPU kept every promise checked: no forbidden litmus outcome, every
-    forward-progress check passed, the suite passed, and no sanitizer failure."""
+    forward-progress check passed, the suite passed, no sanitizer failure, and every
+    racecheck hazard ordered by atomics that the named litmus test checked on this card."""
     lit = doc["litmus"].get("rows") or []
     ok = "error" not in doc["litmus"] and not any(r["forbidden"] and r["weak"] for r in lit)
     prog = doc["progress"].get("rows")
@@ -123,6 +124,9 @@ def verdict(doc: dict) -> bool:
     ok &= suite is None or (not suite.get("error") and suite.get("failed") == 0)
     for r in doc.get("sanitizers") or []:
         ok &= not r["verdict"].startswith("FAIL") and not r.get("errors")
+        if r.get("hazards"):  # a hazard is a failure unless a litmus test here shows its order
+            checked = [x for x in lit if x["test"] == r.get("ordered_by") and x["forbidden"]]
+            ok &= bool(checked) and not any(x["weak"] for x in checked)
     return bool(ok)
 
 

@@ -53,6 +53,7 @@ def parse(tool: str, text: str) -> dict:
 
 
 def verdict(row: dict) -> str:
+    """"clean", the counts, or "FAIL: ..." (a case wrong, a timeout, no summary)."""
     if row.get("timed_out"):
         return "FAIL: timed out"
     if row["cases"] is None:
@@ -61,6 +62,8 @@ def verdict(row: dict) -> str:
         return f"FAIL: {row['failed']} of {row['cases']} cases wrong under the tool"
     if row["errors"]:
         return f"{row['errors']} errors"
+    if row["hazards"] and row.get("ordered_by"):
+        return f"{row['hazards']} hazards, ordered by atomics (litmus {row['ordered_by']})"
     if row["hazards"]:
         return f"{row['hazards']} hazards ({row['hazard_errors']} errors)"
     return "clean"
@@ -78,7 +81,11 @@ def run(executor: str, tool: str, ntasks: int = 1024, timeout_s: float = 600.0,
     except subprocess.TimeoutExpired as e:
         text, timed_out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) \
             else (e.stdout or ""), True
-    row = {"executor": executor, "tool": tool, **parse(tool, text), "timed_out": timed_out}
+    from executors import get_executor
+
+    row = {"executor": executor, "tool": tool, **parse(tool, text), "timed_out": timed_out,
+           "ordered_by": get_executor(executor).racecheck_ordered_by if tool == "racecheck"
+           else None}
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / f"sanitize-{executor}-{tool}.log"

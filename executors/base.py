@@ -157,6 +157,9 @@ class Executor:
     supports_spawn = False  # has a run queue that tasks can spawn onto
     dispatch_modes: tuple = ("direct", "indirect")  # what build() accepts
     frame_space = "global"  # where task frames live
+    # racecheck follows barriers, not atomics: an executor whose shared-memory hand-offs are
+    # ordered by atomics names the litmus test (conformance.litmus) that checks the ordering
+    racecheck_ordered_by: str | None = None
 
     def check(self, dispatch: str, granularity: str) -> None:
         if dispatch not in self.dispatch_modes:

@@ -194,6 +194,7 @@ class SmemReady(Executor):
     summary = "block-local !Send tasks: frames and a ready bitmask in shared memory, cross-block wakes through a global mailbox"
     supports_spawn = True
     frame_space = "shared"
+    racecheck_ordered_by = "MP+atom.shared"  # run_task's hand-offs: acq_rel .cta atomics
 
     def __init__(self, capacity: int | None = None):
         self.capacity = capacity  # slots per block; None: DEFAULT_CAPACITY + spawn room

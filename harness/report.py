@@ -491,8 +491,8 @@ def sanitizers_table(rows: list) -> Table:
         cells = []
         for tool in tools:
             v = by[(ex, tool)]["verdict"] if (ex, tool) in by else "-"
-            cells.append(Text(v, style="green" if v == "clean" else
-                              "red" if v.startswith("FAIL") else "yellow"))
+            cells.append(Text(v, style="green" if v == "clean" else "yellow"
+                              if "ordered by" in v else "red"))
         t.add_row(ex, *cells)
     return t
 

@@ -105,6 +105,10 @@ def test_sanitizer_summaries_parse():
     assert (row["hazards"], row["hazard_warnings"], row["failed"]) == (80, 80, 2)
     assert sanitize.verdict(row).startswith("FAIL: 2 of 16")
     assert sanitize.verdict(sanitize.parse("memcheck", "crashed")).startswith("FAIL")
+    row = sanitize.parse("racecheck", race.replace("2 of 16", "0 of 16"))
+    assert sanitize.verdict(row) == "80 hazards (0 errors)"
+    assert sanitize.verdict({**row, "ordered_by": "MP+atom.shared"}).endswith(
+        "ordered by atomics (litmus MP+atom.shared)")
 
 
 def test_conform_on_the_emulator_writes_its_document(tmp_path, capsys):
@@ -120,16 +124,27 @@ def test_conform_on_the_emulator_writes_its_document(tmp_path, capsys):
     out = capsys.readouterr()
     assert "litmus tests" in out.out and "EMULATOR" in out.out
     assert f"conform report: {path}" in out.err.replace("\n", "")
+    assert main(["plot", str(path), "--out", str(tmp_path / "p")]) == 2  # not a run's results
+    assert "a pollbench conform report" in capsys.readouterr().err
 
 
 def test_a_failed_promise_makes_the_document_not_ok():
-    doc = {"litmus": {"rows": [{"forbidden": True, "weak": 1}]}, "progress": {"rows": []},
-           "probes": {"rows": []}, "suite": None, "sanitizers": None}
+    doc = {"litmus": {"rows": [{"test": "MP", "forbidden": True, "weak": 1}]},
+           "progress": {"rows": []}, "probes": {"rows": []}, "suite": None, "sanitizers": None}
     assert not verdict(doc)
     doc["litmus"]["rows"][0]["weak"] = 0
     assert verdict(doc)
     doc["suite"] = {"passed": 3, "failed": 1}
     assert not verdict(doc)
+    doc["suite"] = None
+    hazards = {"verdict": "80 hazards", "errors": None, "hazards": 80,
+               "ordered_by": "MP+atom.shared"}
+    doc["sanitizers"] = [hazards]
+    assert not verdict(doc)  # the ordering was not checked in this run
+    doc["litmus"]["rows"].append({"test": "MP+atom.shared", "forbidden": True, "weak": 0})
+    assert verdict(doc)
+    doc["sanitizers"] = [dict(hazards, ordered_by=None)]
+    assert not verdict(doc)  # a hazard nobody argued
 
 
 @pytest.mark.parametrize("argv,says", [

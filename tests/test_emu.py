@@ -12,7 +12,7 @@ from harness.backend import EmuBackend
 from harness.difftest import all_cases, diff_outputs, expected, run_diff
 from harness.emu import EmuError, EmuHang, Emulator
 from harness.errors import PollbenchError
-from harness.ptx import BF16, F32, F64, OPS, S32, S64, U32, U64, Builder, Module
+from harness.ptx import B32, BF16, F32, F64, OPS, S32, S64, U32, U64, Builder, Module
 
 CASES = all_cases()
 BY_NAME = {c.name: c for c in CASES}
@@ -237,7 +237,7 @@ def _rmw_kernel(kind: str) -> Module:
     elif kind == "cas":
         with b.loop() as lp:
             old = b.ld("global", ctr, U32, sem="volatile")
-            got = b.atom("global", "cas", ctr, old, b.add(old, 1), type=U32)
+            got = b.atom("global", "cas", ctr, old, b.add(old, 1), type=B32)
             lp.break_if(b.setp("eq", got, old))
     else:
         b.atom("global", "add", ctr, 1, type=U32)

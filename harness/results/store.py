@@ -83,6 +83,8 @@ def load(path) -> dict:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise ResultsError(f"{path}: not a pollbench results file (not JSON)") from None
+    if isinstance(doc, dict) and "conform_schema_version" in doc:
+        raise ResultsError(f"{path}: a pollbench conform report, not the results of a run")
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise ResultsError(f"{path}: not a pollbench results file (no schema_version)")
     if doc["schema_version"] != SCHEMA_VERSION:
