@@ -11,6 +11,12 @@ Defaults (``DEFAULT_MIN_NS``, ``DEFAULT_MAX_NS``, ``DEFAULT_FACTOR``), and why:
 - max 4096 ns: about one WHILE-graph round (≈4.1 µs, §11): an idle worker then adds at most
   what the ``graph`` executor pays per round anyway.
 - factor 2: the hardware rounds to powers of two, so a smaller factor repeats sleeps.
+
+Measured since (``pollbench conform``'s probes, H200, results/notes/2026-12-02-h200-conform.md):
+the hardware sleeps the smallest power of two *above* the request (32 -> 64, 4096 -> 8192),
+so these defaults sleep twice as long as stated: 256 ns to 8.2 µs, the max above a WHILE
+round (4.28 µs there). Requesting 2^k - 1 would give the intended sleeps; the defaults stay
+until a run of the backoff cases and the sweep measures the change.
 ``experiments.backoff_sweep`` measures latency against co-resident throughput for other
 choices.
 """
