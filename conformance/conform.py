@@ -100,7 +100,6 @@ def run_sanitizers(executors, tools, log_dir: Path | None, on_row=None) -> list:
     """Every executor under every tool (a process each)."""
     from conformance import sanitize
 
-    sanitize.sanitizer()  # a missing tool is one error line, before anything runs
     rows = []
     for ex in executors:
         for tool in tools:
@@ -115,11 +114,12 @@ def verdict(doc: dict) -> bool:
     """Whether the GPU kept every promise checked: no forbidden litmus outcome, every
     forward-progress check passed, the suite passed, no sanitizer failure, and every
     racecheck hazard ordered by atomics that the named litmus test checked on this card."""
-    lit = doc["litmus"].get("rows") or []
-    ok = "error" not in doc["litmus"] and not any(r["forbidden"] and r["weak"] for r in lit)
-    prog = doc["progress"].get("rows")
+    lit = (doc["litmus"] or {}).get("rows") or []
+    ok = doc["litmus"] is not None and "error" not in doc["litmus"]
+    ok &= not any(r["forbidden"] and r["weak"] for r in lit)
+    prog = (doc["progress"] or {}).get("rows")
     ok &= prog is not None and all(not r["verdict"].startswith("FAIL") for r in prog)
-    ok &= "error" not in doc["probes"]
+    ok &= doc["probes"] is not None and "error" not in doc["probes"]
     suite = doc.get("suite")
     ok &= suite is None or (not suite.get("error") and suite.get("failed") == 0)
     for r in doc.get("sanitizers") or []:
@@ -130,40 +130,51 @@ def verdict(doc: dict) -> bool:
     return bool(ok)
 
 
-def conform(backend_name: str, device: int = 0, quick: bool = False, sanitize: bool = False,
-            suite: bool = True, seed: int = 0, iterations: int | None = None, tests=None,
-            executors=None, log_dir: Path | None = None, progress=None) -> dict:
-    """Every section; the conform document (not yet saved)."""
+def new_document(backend_name: str, device: int = 0, quick: bool = False,
+                 sanitize: bool = False, seed: int = 0, iterations: int | None = None) -> dict:
+    """An empty conform document (every section None until it has run)."""
     from conformance import litmus
-    from executors import EXECUTORS
     from harness.results import environment
     from harness.results.records import plain
 
-    say = progress or (lambda msg: None)
-    env = environment(backend_name, device)
     gpu = backend_name == "gpu"
-    if iterations is None:
-        iterations = litmus.QUICK_ITERATIONS if quick or not gpu else litmus.DEFAULT_ITERATIONS
-        if not gpu:
-            iterations = 32  # the emulator: plumbing, not the memory model of a GPU
-    options = {"iterations": iterations, "seed": seed, "tests": tests}
-    doc = {"conform_schema_version": CONFORM_SCHEMA_VERSION, "environment": plain(env),
-           "run": {"quick": quick, "sanitize": sanitize, "iterations": iterations,
-                   "seed": seed}}
+    if iterations is None:  # the emulator: plumbing, not a GPU's memory model
+        iterations = (litmus.DEFAULT_ITERATIONS if gpu and not quick else
+                      litmus.QUICK_ITERATIONS if gpu else 32)
+    return {"conform_schema_version": CONFORM_SCHEMA_VERSION,
+            "environment": plain(environment(backend_name, device)),
+            "run": {"quick": quick, "sanitize": sanitize, "iterations": iterations,
+                    "seed": seed},
+            "litmus": None, "progress": None, "probes": None, "suite": None,
+            "sanitizers": None, "complete": False, "ok": False}
+
+
+def conform(doc: dict, backend_name: str, device: int = 0, suite: bool = True, tests=None,
+            executors=None, log_dir: Path | None = None, progress=None) -> dict:
+    """Run every section into ``doc`` (``new_document``), in place: when a signal stops the
+    run, ``doc`` holds the sections that finished (``complete`` stays False)."""
+    from executors import EXECUTORS
+    from harness.results.records import plain
+
+    say = progress or (lambda msg: None)
+    gpu = backend_name == "gpu"
+    run = doc["run"]
+    options = {"iterations": run["iterations"], "seed": run["seed"], "tests": tests}
     for name in ("litmus", "progress", "probes"):
         say(f"{name}...")
-        doc[name] = run_section(name, backend_name, device, options)
-    doc["suite"] = None
+        doc[name] = plain(run_section(name, backend_name, device, options))
     if suite and gpu:
         say("executor conformance suite (pytest -m gpu conformance)...")
         doc["suite"] = run_suite()
-    doc["sanitizers"] = None
-    if sanitize:
+    if run["sanitize"]:
         if not gpu:
             raise PollbenchError("--sanitize needs a GPU")
         say("compute-sanitizer...")
-        doc["sanitizers"] = run_sanitizers(
-            executors or list(EXECUTORS), ("memcheck", "racecheck", "synccheck", "initcheck"),
-            log_dir, on_row=lambda r: say(f"  {r['executor']} {r['tool']}: {r['verdict']}"))
+        doc["sanitizers"] = []
+        run_sanitizers(executors or list(EXECUTORS), ("memcheck", "racecheck", "synccheck",
+                                                      "initcheck"), log_dir,
+                       on_row=lambda r: (doc["sanitizers"].append(plain(r)),
+                                         say(f"  {r['executor']} {r['tool']}: {r['verdict']}")))
+    doc["complete"] = True
     doc["ok"] = verdict(doc)
-    return plain(doc)
+    return doc

@@ -402,8 +402,8 @@ def cmd_compare(args) -> int:
 def cmd_conform(args) -> int:
     """Litmus tests, forward progress, probes, the executor suite and (``--sanitize``)
     compute-sanitizer on this GPU; one report, one JSON document; exit 1 unless every
-    promise checked holds."""
-    from conformance.conform import conform
+    promise checked holds. Ctrl-C and SIGTERM save the sections that finished."""
+    from conformance.conform import conform, new_document
     from conformance.litmus import TESTS
     from harness.report import conform_report, console, err_console
 
@@ -411,32 +411,48 @@ def cmd_conform(args) -> int:
     for t in args.test or ():
         if t not in TESTS:
             raise PollbenchError(f"unknown litmus test {t!r} (known: {', '.join(TESTS)})")
-    if args.sanitize and backend != "gpu":
-        raise PollbenchError("--sanitize runs compute-sanitizer: it needs a GPU")
-    env_folder = None
+    if args.sanitize:
+        if backend != "gpu":
+            raise PollbenchError("--sanitize runs compute-sanitizer: it needs a GPU")
+        from conformance.sanitize import sanitizer
+
+        sanitizer()  # a missing tool is one error line, before anything runs
+    doc = new_document(backend, args.device, quick=args.quick, sanitize=args.sanitize,
+                       seed=args.seed, iterations=args.iterations)
+    doc["run"]["argv"] = args.argv
+    folder = None
     if not args.no_save:
-        from harness.results import environment
         from harness.results.environment import machine_name
 
-        env_folder = f"{args.out}/{machine_name(environment(backend, args.device))}"
-        _probe_out(env_folder)
+        folder = Path(args.out) / machine_name(doc["environment"])
+        _probe_out(folder)
 
     def say(msg):
         err_console.print(msg, markup=False, highlight=False)
 
-    doc = conform(backend, args.device, quick=args.quick, sanitize=args.sanitize,
-                  seed=args.seed, iterations=args.iterations, tests=args.test,
-                  log_dir=Path(env_folder) / "sanitize-logs" if env_folder else None,
-                  progress=say)
-    doc["run"]["argv"] = args.argv
-    for part in conform_report(doc):
-        console.print(part)
-    if not args.no_save:
-        from harness.results import save
+    def save() -> None:
+        if args.no_save:
+            return
+        from harness.results import save as save_doc
 
         with _SignalsHeld():
-            path = save(doc, args.out, prefix="conform-")
-        err_console.print(f"conform report: {path}", markup=False, highlight=False)
+            path = save_doc(doc, args.out, prefix="conform-")
+        say(f"conform report: {path}")
+
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        conform(doc, backend, args.device, tests=args.test,
+                log_dir=folder / "sanitize-logs" if folder else None, progress=say)
+    except (KeyboardInterrupt, Terminated):
+        done = [k for k in ("litmus", "progress", "probes", "suite") if doc[k] is not None]
+        save()
+        say(f"pollbench: stopped; finished: {', '.join(done) or 'nothing'}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    for part in conform_report(doc):
+        console.print(part)
+    save()
     return 0 if doc["ok"] else 1
 
 

@@ -6,6 +6,7 @@ same code on a card."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +119,7 @@ def test_conform_on_the_emulator_writes_its_document(tmp_path, capsys):
     (path,) = tmp_path.glob("emulator/conform-*.json")
     doc = json.loads(path.read_text())
     assert doc["conform_schema_version"] == CONFORM_SCHEMA_VERSION and doc["ok"] is True
+    _validate(doc)
     assert len(doc["litmus"]["rows"]) == 4 * 2 * 3
     assert {r["name"] for r in doc["progress"]["rows"]} >= {"spin_barrier", "warp_spin_lock"}
     assert doc["suite"] is None and doc["sanitizers"] is None  # no GPU
@@ -126,6 +128,20 @@ def test_conform_on_the_emulator_writes_its_document(tmp_path, capsys):
     assert f"conform report: {path}" in out.err.replace("\n", "")
     assert main(["plot", str(path), "--out", str(tmp_path / "p")]) == 2  # not a run's results
     assert "a pollbench conform report" in capsys.readouterr().err
+
+
+def _validate(doc: dict) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(litmus.__file__).parent / "conform-schema-v1.json").read_text())
+    jsonschema.validate(doc, schema)
+
+
+@pytest.mark.parametrize("path", sorted(
+    (Path(__file__).parent.parent / "results").glob("*/conform-*.json")), ids=lambda p: p.name)
+def test_committed_conform_reports_validate(path):
+    doc = json.loads(path.read_text())
+    _validate(doc)
+    assert doc["complete"] and doc["litmus"]["rows"]
 
 
 def test_a_failed_promise_makes_the_document_not_ok():
@@ -190,3 +206,25 @@ def test_probes_measure_this_gpu(gpu_backend):
     assert rows["dependent shared atomic"]["value"] < rows["dependent global atomic"]["value"]
     assert rows["distinct atomic throughput"]["value"] > rows["contended atomic throughput"]["value"]
     assert rows["WHILE iteration"]["value"] > 0
+
+
+def test_ctrl_c_saves_the_sections_that_finished(tmp_path, monkeypatch, capsys):
+    import conformance.conform as cf
+
+    calls = []
+
+    def section(name, *a, **kw):
+        calls.append(name)
+        if name == "probes":
+            raise KeyboardInterrupt
+        return {"rows": [], "wall_s": 0.0}
+
+    monkeypatch.setattr(cf, "run_section", section)
+    assert main(["conform", "--backend", "emu", "--out", str(tmp_path)]) == 130
+    (path,) = tmp_path.glob("emulator/conform-*.json")
+    doc = json.loads(path.read_text())
+    assert calls == ["litmus", "progress", "probes"]
+    assert doc["complete"] is False and doc["ok"] is False
+    _validate(doc)
+    assert doc["litmus"] == {"rows": [], "wall_s": 0.0} and doc["probes"] is None
+    assert "finished: litmus, progress" in capsys.readouterr().err
