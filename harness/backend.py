@@ -227,20 +227,25 @@ class GpuBackend(Backend):
                 return a
         raise PollbenchError(f"{ptr:#x} is not a buffer of this backend")
 
+    def _span(self, ptr: int, nbytes: int) -> None:
+        """``nbytes`` from ``ptr`` lie inside one buffer of this backend."""
+        a = self._find(ptr)
+        if ptr + nbytes > a.ptr + a.nbytes:
+            raise PollbenchError(f"{nbytes} bytes at {ptr:#x} run past the end of their buffer "
+                                 f"({a.nbytes} bytes at {a.ptr:#x}): not a buffer of this backend")
+
     def write(self, ptr: int, array: np.ndarray) -> None:
         src = np.ascontiguousarray(array)
-        self._find(ptr)
+        self._span(ptr, src.nbytes)
         if src.nbytes:
-            self._find(ptr + src.nbytes - 1)
             self.rt.memcpy_htod(ptr, src, src.nbytes)
             self.rt.sync_stream("copying host memory to the device")
 
     def poison(self, ptr: int, nbytes: int) -> None:
         from harness.gpu.driver import call
 
-        self._find(ptr)
+        self._span(ptr, nbytes)
         if nbytes:
-            self._find(ptr + nbytes - 1)
             call("cuMemsetD8Async", ptr, POISON, nbytes, self.rt.stream_handle)
 
     def read(self, ptr: int, dtype, count: int) -> np.ndarray:
@@ -305,7 +310,7 @@ class GpuBackend(Backend):
     def zero(self, ptr: int, nbytes: int) -> None:
         from harness.gpu.driver import call
 
-        self._find(ptr)  # only inside our own buffers
+        self._span(ptr, nbytes)  # only inside our own buffers
         if nbytes:
             call("cuMemsetD8Async", ptr, 0, nbytes, self.rt.stream_handle)
 
@@ -316,7 +321,7 @@ class GpuBackend(Backend):
             raise PollbenchError("zero_rows works in whole u32s")
         self._find(ptr)
         if count and nbytes:
-            self._find(ptr + (count - 1) * pitch + nbytes - 1)
+            self._span(ptr, (count - 1) * pitch + nbytes)
             call("cuMemsetD2D32Async", ptr, pitch, 0, nbytes // 4, count, self.rt.stream_handle)
 
     def kernel_registers(self, kernel: str) -> int | None:
