@@ -362,6 +362,21 @@ def test_atom_and_red_spelling():
     link(m)
 
 
+def test_mma_spelling_and_operand_counts():
+    m, b = kernel()
+    a = [b.mov(0, type=B32) for _ in range(4)]
+    bb = [b.mov(0, type=B32) for _ in range(2)]
+    c = [b.cvt(b.special("tid.x"), F32) for _ in range(4)]
+    d = b.mma_bf16(a, bb, c)
+    b.ret()
+    filecheck(m.to_ptx(), f"""
+        CHECK: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{{d[0]}, {d[1]}, {d[2]}, {d[3]}}}, {{{a[0]}, {a[1]}, {a[2]}, {a[3]}}}, {{{bb[0]}, {bb[1]}}}, {{{c[0]}, {c[1]}, {c[2]}, {c[3]}}};
+    """)
+    link(m)
+    with pytest.raises(PtxBuildError, match="4 A, 2 B and 4 C"):
+        b.mma_bf16(a[:2], bb, c)
+
+
 def test_bitwise_exchange_and_cas_atomics_take_b_types():
     """ptxas rejects atom.exch.u32 (and .cas/.and/.or/.xor on .u/.s): the builder says so."""
     m, b = kernel()

@@ -679,7 +679,64 @@ def case_trap() -> DiffCase:
                     tags=("traps",))
 
 
+def case_mma() -> list:
+    """``mma.m16n8k16`` bf16 x bf16 + f32 per warp, from per-lane fragments in memory. The
+    inputs are small integers, so every sum is exact: the hardware's accumulation order and
+    rounding cannot change a bit, and the emulator's layout and arithmetic are what is tested."""
+    from harness.ptx.ops import mma_a_coords, mma_b_coords, mma_cd_coords
+
+    def build(m):
+        b, i, ins, outs = _kernel(m, "t_mma_bf16", 3, 1)
+
+        def words(base, n):
+            return [b.ld("global", b.element_addr(base, b.mad(i, n, k, type=U32), 4), B32)
+                    for k in range(n)]
+
+        a, bb = words(ins[0], 4), words(ins[1], 2)
+        c = [b.ld("global", b.element_addr(ins[2], b.mad(i, 4, k, type=U32), 4), F32)
+             for k in range(4)]
+        for k, v in enumerate(b.mma_bf16(a, bb, c)):
+            b.st("global", b.element_addr(outs[0], b.mad(i, 4, k, type=U32), 4), v, type=F32)
+        b.ret()
+        return "t_mma_bf16"
+
+    def bf16_words(rng, count):
+        vals = rng.integers(-4, 5, 2 * count).astype(np.float32)
+        halves = vals.view(np.uint32) >> 16  # small integers are exact in bf16
+        return (halves[0::2] | halves[1::2] << 16).astype(np.uint32)
+
+    def inputs(rng):
+        return [bf16_words(rng, 4 * N), bf16_words(rng, 2 * N),
+                rng.integers(-64, 65, 4 * N).astype(np.float32)]
+
+    def halves(words):
+        h = np.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(len(words), -1)
+        return (h.astype(np.uint32) << 16).view(np.float32)
+
+    def ref(aw, bw, cv):
+        a, bv = halves(aw.reshape(N, 4)), halves(bw.reshape(N, 2))
+        c, d = cv.reshape(N, 4), np.zeros((N, 4), np.float32)
+        for w in range(N // 32):
+            A, B, C = np.zeros((16, 16)), np.zeros((16, 8)), np.zeros((16, 8))
+            for lane in range(32):
+                t = 32 * w + lane
+                for (r, col), v in zip(mma_a_coords(lane), a[t]):
+                    A[r, col] = v
+                for (r, col), v in zip(mma_b_coords(lane), bv[t]):
+                    B[r, col] = v
+                for (r, col), v in zip(mma_cd_coords(lane), c[t]):
+                    C[r, col] = v
+            D = A @ B + C
+            for lane in range(32):
+                d[32 * w + lane] = [D[r, col] for r, col in mma_cd_coords(lane)]
+        return d.ravel()
+
+    return [DiffCase("mma m16n8k16 bf16", ("mma",), build, inputs,
+                     [Output("out0", "f4", 4 * N)], ref)]
+
+
 def all_cases() -> list:
     """Every differential case, in a stable order."""
     return (alu_cases() + case_memory() + case_atomics() + case_collectives()
-            + case_special_regs() + case_mbarrier_cp_async() + case_control() + [case_trap()])
+            + case_special_regs() + case_mbarrier_cp_async() + case_control() + case_mma()
+            + [case_trap()])

@@ -501,6 +501,72 @@ def _activemask(t, ins):
     t.set_bits(ins.dst, t.warp_alive_mask())
 
 
+# ---------------------------------------------------------------- tensor-core mma
+
+# Fragment layouts of mma.m16n8k16 with .bf16 inputs and .f32 accumulators (PTX ISA, "Matrix
+# Fragments for mma.m16n8k16 with floating point type"): lane = 4 * groupID + tig.
+def mma_a_coords(lane: int) -> list:
+    """(row, col) in A (16x16) of a lane's elements a0..a7 (a register holds a_2j, a_2j+1)."""
+    g, tig = lane >> 2, lane & 3
+    return [(g + (8 if i in (2, 3, 6, 7) else 0), tig * 2 + (i & 1) + (8 if i >= 4 else 0))
+            for i in range(8)]
+
+
+def mma_b_coords(lane: int) -> list:
+    """(row, col) in B (16x8) of a lane's elements b0..b3."""
+    g, tig = lane >> 2, lane & 3
+    return [(tig * 2 + (i & 1) + (8 if i >= 2 else 0), g) for i in range(4)]
+
+
+def mma_cd_coords(lane: int) -> list:
+    """(row, col) in C and D (16x8) of a lane's elements c0..c3."""
+    g, tig = lane >> 2, lane & 3
+    return [(g + (8 if i >= 2 else 0), tig * 2 + (i & 1)) for i in range(4)]
+
+
+def _bf16_value(bits16: int) -> float:
+    return float(np.array([bits16 << 16], np.uint32).view(np.float32)[0])
+
+
+@op("mma")
+def _mma(t, ins):
+    """mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {d0..d3}, {a0..a3}, {b0, b1},
+    {c0..c3}: the warp's D (16x8) = A (16x16) x B (16x8) + C, every lane holding its
+    fragments. The emulator rounds each element of D once from the exact sum; tensor cores
+    need not (their accumulation order and rounding are not specified), so bit-exact
+    comparisons draw inputs whose sums are exact."""
+    a, b, c = ins.srcs
+    f32 = TYPES["f32"]
+    mine = ([t.bits(r) for r in a.regs], [t.bits(r) for r in b.regs],
+            [t.val(r, f32) for r in c.regs])
+
+    def combine(contrib):
+        A = [[0.0] * 16 for _ in range(16)]
+        B = [[0.0] * 8 for _ in range(16)]
+        C = [[0.0] * 8 for _ in range(16)]
+        for lane, (aw, bw, cv) in contrib.items():
+            for (r, col), w in zip(mma_a_coords(lane), [w >> h & 0xFFFF for w in aw for h in (0, 16)]):
+                A[r][col] = _bf16_value(w)
+            for (r, col), w in zip(mma_b_coords(lane), [w >> h & 0xFFFF for w in bw for h in (0, 16)]):
+                B[r][col] = _bf16_value(w)
+            for (r, col), v in zip(mma_cd_coords(lane), cv):
+                C[r][col] = float(v)
+
+        def element(r, col):
+            terms = [A[r][k] * B[k][col] for k in range(16)] + [C[r][col]]
+            if not all(np.isfinite(x) for x in terms):
+                return np.float32(sum(terms))
+            return _round_to_f32(sum((Fraction(x) for x in terms), Fraction(0)))
+
+        return {lane: [element(r, col) for r, col in mma_cd_coords(lane)] for lane in contrib}
+
+    def finish(th, values):
+        for reg, v in zip(ins.dst.regs, values):
+            th.set(reg, v, f32)
+
+    return t.wait_warp(("mma",), 0xFFFFFFFF, mine, combine, finish)
+
+
 # mbarrier state in its 8 bytes of shared memory: pending arrivals (bits 0-19), expected
 # arrivals (bits 20-39), phase parity (bit 63). The emulator's own encoding: PTX leaves the
 # layout opaque, so only predicates are compared with hardware, never raw state.
