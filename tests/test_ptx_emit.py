@@ -375,6 +375,8 @@ def test_mma_spelling_and_operand_counts():
     link(m)
     with pytest.raises(PtxBuildError, match="4 A, 2 B and 4 C"):
         b.mma_bf16(a[:2], bb, c)
+    with pytest.raises(PtxBuildError, match="1, 2 or 4 matrices"):
+        b.ldmatrix(b.mov(0, type=U32), 3)
 
 
 def test_bitwise_exchange_and_cas_atomics_take_b_types():

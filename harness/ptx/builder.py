@@ -459,6 +459,17 @@ class Builder:
                   (Vec(tuple(a)), Vec(tuple(b)), Vec(tuple(c))))
         return d
 
+    def ldmatrix(self, addr, count: int = 4) -> tuple:
+        """``ldmatrix.sync.aligned.m8n8.x{count}.shared.b16``: ``count`` 8x8 b16 matrices from
+        shared memory, lanes 8j..8j+7 giving matrix j's row addresses; returns ``count`` b32
+        registers per lane, in the mma fragment layout. Every lane of the warp executes it."""
+        if count not in (1, 2, 4):
+            raise PtxBuildError("ldmatrix loads 1, 2 or 4 matrices")
+        d = tuple(self.reg(TYPES["b32"]) for _ in range(count))
+        self.emit("ldmatrix", ("sync", "aligned", "m8n8", f"x{count}", "shared"),
+                  (TYPES["b16"],), Vec(d), (self._addr(addr),))
+        return d
+
     def nanosleep(self, ns) -> None:
         self.emit("nanosleep", (), (U32,), None, (ns,))
 

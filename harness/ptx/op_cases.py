@@ -731,8 +731,38 @@ def case_mma() -> list:
                 d[32 * w + lane] = [D[r, col] for r, col in mma_cd_coords(lane)]
         return d.ravel()
 
+    def build_ld(m):
+        b, i, ins, outs = _kernel(m, "t_ldmatrix_x4", 1, 1)
+        lane = b.and_(b.special("tid.x"), 31, type=U32)
+        warp = b.div(b.special("tid.x"), 32, type=U32)  # a block's warps: 512 bytes each
+        base = b.mad(warp, 512, b.mov(Builder.shared(m, "t_ldm_s", 4 * 512, 16), type=U32),
+                     type=U32)
+        for k in range(4):  # this lane's 16 bytes of the warp's four matrices
+            w = b.ld("global", b.element_addr(ins[0], b.mad(i, 4, k, type=U32), 4), B32)
+            b.st("shared", b.mad(lane, 16, b.add(base, 4 * k, type=U32), type=U32), w, type=B32)
+        b.bar_warp_sync(0xFFFFFFFF)
+        row = b.mad(b.div(lane, 8, type=U32), 128, b.mul(b.rem(lane, 8, type=U32), 16,
+                                                          type=U32), type=U32)
+        for k, v in enumerate(b.ldmatrix(b.add(base, row, type=U32), 4)):
+            b.st("global", b.element_addr(outs[0], b.mad(i, 4, k, type=U32), 4), v, type=B32)
+        b.ret()
+        return "t_ldmatrix_x4"
+
+    def ref_ld(words):
+        h = np.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(N // 32, 4, 8, 8)
+        out = np.zeros((N, 4), np.uint32)
+        for t in range(N):
+            w, lane = divmod(t, 32)
+            for j in range(4):
+                lo, hi = h[w, j, lane // 4, 2 * (lane % 4):2 * (lane % 4) + 2]
+                out[t, j] = int(lo) | int(hi) << 16
+        return out.ravel()
+
     return [DiffCase("mma m16n8k16 bf16", ("mma",), build, inputs,
-                     [Output("out0", "f4", 4 * N)], ref)]
+                     [Output("out0", "f4", 4 * N)], ref),
+            DiffCase("ldmatrix x4", ("ldmatrix",), build_ld,
+                     lambda rng: [rng.integers(0, 2**32, 4 * N, dtype=np.uint32)],
+                     [Output("out0", "u4", 4 * N)], ref_ld)]
 
 
 def all_cases() -> list:

@@ -567,6 +567,32 @@ def _mma(t, ins):
     return t.wait_warp(("mma",), 0xFFFFFFFF, mine, combine, finish)
 
 
+@op("ldmatrix")
+def _ldmatrix(t, ins):
+    """ldmatrix.sync.aligned.m8n8.x{1,2,4}.shared.b16 {d..}, [p]: lanes 8j..8j+7 give the row
+    addresses of 8x8 b16 matrix j (16 bytes each); every lane t receives, in d_j, row t/4,
+    columns 2(t%4) and 2(t%4)+1 of matrix j (the mma fragment layout)."""
+    count = int(ins.mods[3][1:])
+    row = t.load("shared", t.addr(ins.srcs[0]), 16) if t.lane < 8 * count else None
+
+    def combine(contrib):
+        rows = {lane: r for lane, r in contrib.items() if r is not None}
+        out = {}
+        for lane in contrib:
+            words = []
+            for j in range(count):
+                bits = rows[8 * j + lane // 4]
+                words.append(bits >> (32 * (lane % 4)) & 0xFFFFFFFF)
+            out[lane] = words
+        return out
+
+    def finish(th, words):
+        for reg, w in zip(ins.dst.regs, words):
+            th.set_bits(reg, w)
+
+    return t.wait_warp(("ldmatrix",), 0xFFFFFFFF, row, combine, finish)
+
+
 # mbarrier state in its 8 bytes of shared memory: pending arrivals (bits 0-19), expected
 # arrivals (bits 20-39), phase parity (bit 63). The emulator's own encoding: PTX leaves the
 # layout opaque, so only predicates are compared with hardware, never raw state.
