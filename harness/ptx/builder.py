@@ -446,14 +446,15 @@ class Builder:
         self.emit("activemask", (), (TYPES["b32"],), d)
         return d
 
-    def mma_bf16(self, a, b, c) -> tuple:
+    def mma_bf16(self, a, b, c, dst=None) -> tuple:
         """``mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32``: the warp's 16x8 f32 tile
         D = A x B + C from each lane's fragments (``a``: four b32 registers of bf16 pairs,
         ``b``: two, ``c``: four f32; layouts: ``harness.ptx.ops.mma_*_coords``). Every lane
-        of the warp must execute it. Returns the lane's four f32 registers of D."""
-        if (len(a), len(b), len(c)) != (4, 2, 4):
+        of the warp must execute it. Returns the lane's four f32 registers of D (``dst``, e.g.
+        ``c`` itself for an accumulator carried through a loop, or four new ones)."""
+        if (len(a), len(b), len(c)) != (4, 2, 4) or (dst is not None and len(dst) != 4):
             raise PtxBuildError("mma.m16n8k16 takes 4 A, 2 B and 4 C registers per lane")
-        d = tuple(self.reg(TYPES["f32"]) for _ in range(4))
+        d = tuple(dst) if dst is not None else tuple(self.reg(TYPES["f32"]) for _ in range(4))
         self.emit("mma", ("sync", "aligned", "m16n8k16", "row", "col"),
                   (TYPES["f32"], TYPES["bf16"], TYPES["bf16"], TYPES["f32"]), Vec(d),
                   (Vec(tuple(a)), Vec(tuple(b)), Vec(tuple(c))))
