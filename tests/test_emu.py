@@ -595,3 +595,29 @@ def test_shr_is_arithmetic_for_signed_and_shift_amounts_clamp():
     assert _unary_run(lambda b, v: b.shr(v, 40), xs, S32, S32).tolist() == [-1, 0, -1]
     assert _unary_run(lambda b, v: b.shr(v, 40), xs.view(np.uint32), U32, U32).tolist() == [0, 0, 0]
     assert _unary_run(lambda b, v: b.shl(v, 33), xs.view(np.uint32), U32, U32).tolist() == [0, 0, 0]
+
+
+def test_a_bulk_copy_lands_only_when_its_mbarrier_is_waited_on():
+    """Reading the destination before waiting sees the old bytes (poison), so a kernel that
+    forgets the wait fails on the emulator instead of passing by luck."""
+    m = Module()
+    b = Builder.entry(m, "bulk_nowait", [("src", U64), ("out", U64)])
+    sm = b.mov(Builder.shared(m, "nw_buf", 64, 128), type=U32)
+    bar = Builder.shared(m, "nw_bar", 8, align=8)
+    b.mbarrier_init(bar, 1)
+    b.mbarrier_arrive_expect_tx(bar, 64)
+    b.cp_async_bulk(sm, b.param("src"), 64, bar)
+    early = b.ld("shared", sm, U32)
+    with b.loop() as lp:
+        lp.break_if(b.mbarrier_wait(bar, b.mov(0, type=U32), "try_wait", parity=True))
+    late = b.ld("shared", sm, U32)
+    b.st("global", b.param("out"), early, type=U32)
+    b.st("global", b.add(b.param("out"), 4, type=U64), late, type=U32)
+    b.ret()
+    be = EmuBackend()
+    be.load(m)
+    src = be.to_device(np.arange(1, 17, dtype=np.uint32))
+    out = be.alloc(8)
+    be.launch("bulk_nowait", 1, 1, [src, out])
+    early, late = be.read(out, np.uint32, 2)
+    assert early == 0xCDCDCDCD and late == 1

@@ -79,6 +79,7 @@ class _Block:
         self.threads: list[Thread] = []
         self.barriers: dict = {}
         self.warps: dict = {}
+        self.bulk_pending: dict = {}  # mbarrier address -> bulk copies not yet landed
 
 
 class _Warp:
@@ -271,6 +272,21 @@ class Thread:
             self.status = "wait"
         self.emu.try_release_barrier(self.block, bar_id)
         return BLOCKED if self.status == "wait" else None
+
+    def cp_async_bulk(self, dst: int, src: int, n: int, mbar: int) -> None:
+        """Queue a bulk copy that completes ``n`` transaction bytes on ``mbar`` when it lands
+        (at the first wait on ``mbar``: data read before waiting is still the old data)."""
+        self.block.bulk_pending.setdefault(mbar, []).append((dst, src, n))
+
+    def land_bulk_copies(self, mbar: int) -> list:
+        """The copies queued on ``mbar``, now written to shared memory (the caller completes
+        their transaction bytes)."""
+        done = self.block.bulk_pending.pop(mbar, [])
+        for dst, src, n in done:
+            for off in range(0, n, 8):
+                size = min(8, n - off)
+                self.block.shared.store(dst + off, size, self.emu.mem.load(src + off, size))
+        return done
 
     def cp_async(self, dst: int, src: int, n: int) -> None:
         self.cp_pending.append((dst, src, n))

@@ -484,6 +484,24 @@ class Builder:
         self.emit("mbarrier", ("arrive", "shared"), (TYPES["b64"],), d, (self._addr(addr),))
         return d
 
+    def mbarrier_arrive_expect_tx(self, addr, tx_bytes) -> Reg:
+        """``mbarrier.arrive.expect_tx``: expect ``tx_bytes`` more transaction bytes (bulk
+        copies completing on this barrier), then arrive; returns the state token."""
+        d = self.reg(TYPES["b64"])
+        self.emit("mbarrier", ("arrive", "expect_tx", "shared"), (TYPES["b64"],), d,
+                  (self._addr(addr), Imm(tx_bytes, U32) if isinstance(tx_bytes, int) else tx_bytes))
+        return d
+
+    def cp_async_bulk(self, dst, src, size, mbar) -> None:
+        """``cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes``: the TMA's
+        1-D copy of ``size`` bytes (a multiple of 16, 16-byte aligned) from global to shared
+        memory, completing ``size`` transaction bytes on the mbarrier ``mbar`` (sm_90)."""
+        if isinstance(size, int) and size % 16:
+            raise PtxBuildError(f"cp.async.bulk copies multiples of 16 bytes, not {size}")
+        self.emit("cp.async.bulk", ("shared::cluster", "global", "mbarrier::complete_tx::bytes"),
+                  (), None, (self._addr(dst), self._addr(src),
+                             Imm(size, U32) if isinstance(size, int) else size, self._addr(mbar)))
+
     def mbarrier_wait(self, addr, state, kind: str = "test_wait", parity: bool = False) -> Reg:
         """mbarrier.test_wait / try_wait{.parity}: has the phase of ``state`` completed?"""
         if kind not in ("test_wait", "try_wait"):

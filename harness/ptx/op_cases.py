@@ -595,7 +595,34 @@ def case_mbarrier_cp_async() -> list:
         idx = np.arange(N) ^ 1
         return [r[idx].reshape(-1)]
 
-    return [DiffCase("mbarrier init/arrive/test_wait/try_wait/parity", ("mbarrier",), build_mbar,
+    def build_bulk(m):
+        """Thread 0 expects the block's 2 KiB, issues two bulk copies (the TMA), every thread
+        waits for phase 0 and reads its neighbour's 16 bytes."""
+        b, i, ins, outs = _kernel(m, "t_cp_async_bulk", 1, 1)
+        sm = b.mov(Builder.shared(m, "t_bulk_buf", 128 * 16, 128), type=U32)
+        bar = Builder.shared(m, "t_bulk_bar", 8, align=8)
+        tid = b.special("tid.x")
+        first = b.setp("eq", tid, 0)
+        with b.if_(first):
+            b.mbarrier_init(bar, 1)
+        b.bar_sync(0)
+        block_src = b.element_addr(ins[0], b.mul(b.special("ctaid.x"), 128), 16)
+        with b.if_(first):
+            b.mbarrier_arrive_expect_tx(bar, 128 * 16)
+            b.cp_async_bulk(sm, block_src, 64 * 16, bar)
+            b.cp_async_bulk(b.add(sm, 64 * 16), b.add(block_src, 64 * 16, type=U64), 64 * 16,
+                            bar)
+        with b.loop() as lp:
+            lp.break_if(b.mbarrier_wait(bar, b.mov(0, type=U32), "try_wait", parity=True))
+        v = b.ld("shared", b.mad(b.xor(tid, 1), 16, sm, type=U32), U32, vec=4)
+        b.st("global", b.element_addr(outs[0], i, 16), v)
+        b.ret()
+        return "t_cp_async_bulk"
+
+    return [DiffCase("cp.async.bulk + mbarrier expect_tx/complete_tx", ("cp.async.bulk",),
+                     build_bulk, lambda rng: [rand_values(rng, U32, 4 * N)],
+                     [Output("out0", "u4", 4 * N)], ref_cp),
+            DiffCase("mbarrier init/arrive/test_wait/try_wait/parity", ("mbarrier",), build_mbar,
                      lambda rng: [], [Output("out0", "u4")], ref_mbar),
             DiffCase("cp.async + commit/wait_group", ("cp.async", "cp.async.commit_group",
                                                      "cp.async.wait_group"), build_cp,

@@ -594,44 +594,80 @@ def _ldmatrix(t, ins):
 
 
 # mbarrier state in its 8 bytes of shared memory: pending arrivals (bits 0-19), expected
-# arrivals (bits 20-39), phase parity (bit 63). The emulator's own encoding: PTX leaves the
+# arrivals (bits 20-39), the transaction count (bits 40-62, two's complement: complete_tx may
+# come before expect_tx), phase parity (bit 63). The emulator's own encoding: PTX leaves the
 # layout opaque, so only predicates are compared with hardware, never raw state.
+_TX_BITS = 23
+
+
 def _mbar_split(word: int):
-    return word & 0xFFFFF, (word >> 20) & 0xFFFFF, word >> 63
+    tx = (word >> 40) & ((1 << _TX_BITS) - 1)
+    if tx >> (_TX_BITS - 1):
+        tx -= 1 << _TX_BITS
+    return word & 0xFFFFF, (word >> 20) & 0xFFFFF, tx, word >> 63
 
 
-def _mbar_join(pending: int, expected: int, phase: int) -> int:
-    return pending | (expected << 20) | (phase << 63)
+def _mbar_join(pending: int, expected: int, tx: int, phase: int) -> int:
+    return (pending | (expected << 20) | ((tx & ((1 << _TX_BITS) - 1)) << 40)
+            | (phase << 63))
+
+
+def _mbar_update(t, addr: int, arrivals: int = 0, tx: int = 0) -> int:
+    """Apply ``arrivals`` arrive-ons and a transaction-count change to the mbarrier at
+    ``addr``; its phase completes when no arrival and no transaction byte is pending.
+    Returns the phase before the update (an arrival's token)."""
+    pending, expected, count, phase = _mbar_split(t.load("shared", addr, 8))
+    before = phase
+    pending -= arrivals
+    count += tx
+    if pending == 0 and count == 0:
+        pending, phase = expected, phase ^ 1
+    t.store("shared", addr, 8, _mbar_join(pending, expected, count, phase))
+    return before
 
 
 @op("mbarrier")
 def _mbarrier(t, ins):
-    """mbarrier.{init,arrive,test_wait,try_wait}{.parity}.shared.b64."""
+    """mbarrier.{init,arrive,arrive.expect_tx,test_wait,try_wait}{.parity}.shared.b64."""
     kind = ins.mods[0]
     if kind == "init":
         mem, count = ins.srcs
         n = t.val(count, TYPES["u32"])
-        t.store("shared", t.addr(mem), 8, _mbar_join(n, n, 0))
+        t.store("shared", t.addr(mem), 8, _mbar_join(n, n, 0, 0))
         return
     if kind == "arrive":
         addr = t.addr(ins.srcs[0])
-        pending, expected, phase = _mbar_split(t.load("shared", addr, 8))
-        token = phase << 63
-        pending -= 1
-        if pending == 0:
-            pending, phase = expected, phase ^ 1
-        t.store("shared", addr, 8, _mbar_join(pending, expected, phase))
+        tx = t.val(ins.srcs[1], TYPES["u32"]) if "expect_tx" in ins.mods else 0
+        if tx:  # expect-tx first, then the arrive-on (one phase step at most)
+            _mbar_update(t, addr, tx=tx)
+        phase = _mbar_update(t, addr, arrivals=1)
         if ins.dst is not None:
-            t.set_bits(ins.dst, token)
+            t.set_bits(ins.dst, phase << 63)
         return
-    # test_wait / try_wait: the phase named by the token (or parity) has completed.
+    # test_wait / try_wait: the phase named by the token (or parity) has completed. Bulk
+    # copies queued on this barrier land first (a valid schedule: they are in flight).
     mem, state = ins.srcs
-    _, _, phase = _mbar_split(t.load("shared", t.addr(mem), 8))
+    addr = t.addr(mem)
+    for _dst, _src, n in t.land_bulk_copies(addr):
+        _mbar_update(t, addr, tx=-n)
+    _, _, _, phase = _mbar_split(t.load("shared", addr, 8))
     if "parity" in ins.mods:
         waited = t.val(state, TYPES["u32"]) & 1
     else:
         waited = t.bits(state) >> 63
     t.set(ins.dst, phase != waited, PRED)
+
+
+@op("cp.async.bulk")
+def _cp_async_bulk(t, ins):
+    """cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [dst], [src], size,
+    [mbar]: the TMA's 1-D copy; it lands (and completes ``size`` transaction bytes on
+    ``mbar``) when a thread next waits on ``mbar``."""
+    dst, src, size, mbar = ins.srcs
+    n = t.val(size, TYPES["u32"])
+    if n % 16 or t.addr(dst) % 16 or t.addr(src) % 16:
+        t.trap(f"cp.async.bulk of {n} bytes: size and addresses must be multiples of 16")
+    t.cp_async_bulk(t.addr(dst), t.addr(src), n, t.addr(mbar))
 
 
 def _spell_cp_async(ins, guard):
