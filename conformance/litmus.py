@@ -126,6 +126,7 @@ def forbidden(test: Litmus, variant: str, scope: str, placement: str) -> bool:
 
 
 def kernel_name(test: Litmus, variant: str, scope: str, placement: str) -> str:
+    """The PTX name of one configuration's kernel."""
     ident = re.sub(r"\W", "_", test.name.replace("+", "p"))
     return f"litmus_{ident}_{variant}_{scope}_{placement}"
 
@@ -317,6 +318,7 @@ class LitmusResult:
 
     @property
     def verdict(self) -> str:
+        """"pass" (forbidden, not seen), "FAIL: ..." (forbidden, seen), or an allowed count."""
         if self.weak and self.forbidden:
             return "FAIL: forbidden outcome seen"
         if self.forbidden:
@@ -328,6 +330,7 @@ class LitmusResult:
         return self.forbidden and self.weak > 0
 
     def to_dict(self) -> dict:
+        """The row of the conform document."""
         return {"test": self.test, "variant": self.variant, "scope": self.scope,
                 "placement": self.placement, "iterations": self.iterations,
                 "outcomes": self.outcomes, "weak": self.weak, "forbidden": self.forbidden,

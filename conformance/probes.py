@@ -100,6 +100,7 @@ def _hammer(m: Module, distinct: bool) -> None:
 
 
 def build_module(arch: str = "sm_90") -> Module:
+    """Every probe kernel in one module."""
     m = Module(arch=arch)
     _sleep(m)
     _chase(m, "global")

@@ -118,6 +118,7 @@ def _diverge(m: Module) -> None:
 
 
 def build_module(arch: str = "sm_90") -> Module:
+    """Every forward-progress kernel in one module."""
     m = Module(arch=arch)
     for emit in (_discover, _barrier, _lock, _diverge):
         emit(m)
@@ -133,6 +134,7 @@ class Progress:
     figures: dict
 
     def to_dict(self) -> dict:
+        """The row of the conform document."""
         return {"name": self.name, "verdict": self.verdict, **self.figures}
 
 
