@@ -291,15 +291,7 @@ class GpuBackend(Backend):
                                      f"{self.timeout_s:g} s and was stopped through its "
                                      f"stop flag")
             return Launch(kernel, grid, block)
-        t = self.rt.timer()
-        try:
-            t.start()
-            self.rt.launch_graph(g)
-            t.stop()
-            ms = t.elapsed_ms()
-        finally:
-            t.close()
-        return Launch(kernel, grid, block, ms)
+        return Launch(kernel, grid, block, self.rt.time_graph(g))
 
     def enqueue_rounds(self, kernel: str, grid, block, args=()) -> None:
         self.rt.launch_graph(self._while_graph(kernel, grid, block, args))

@@ -500,6 +500,14 @@ def parser() -> argparse.ArgumentParser:
         if arch:
             sp.add_argument("--arch", help="target, e.g. sm_90 (default: the GPU's, else sm_90)")
 
+    def seed(sp):
+        sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0,
+                        help="seed of the random inputs (default 0)")
+
+    def backend(sp):
+        sp.add_argument("--backend", choices=["gpu", "emu"],
+                        help="gpu (default when present) or emu (the CPU emulator)")
+
     def pick(sp):
         sp.add_argument("--executor", action="append", choices=executors, metavar="EXECUTOR",
                         help=f"one of {', '.join(executors)}; repeat for several (default: all)")
@@ -530,7 +538,7 @@ def parser() -> argparse.ArgumentParser:
                     help="default: every mode the executor has")
     sp.add_argument("--granularity", action="append", choices=["thread", "warp", "block"],
                     help="default: every granularity the executor has")
-    sp.add_argument("--backend", choices=["gpu", "emu"], help="default: gpu when present")
+    backend(sp)
     sp.add_argument("--ntasks", type=_int_in(1, MAX_NTASKS, "a task count"),
                     help="tasks per case, 1 to 2^26 (default 2^20 on a GPU, 64 on the "
                          "emulator: every case then runs in a few seconds of CPU)")
@@ -548,8 +556,7 @@ def parser() -> argparse.ArgumentParser:
                     help="time limit of one kernel's sampling (default 10)")
     sp.add_argument("--cold", action="store_true",
                     help="flush L2 before every sample (no graph batching)")
-    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0,
-                    help="seed of the random inputs (default 0)")
+    seed(sp)
     sp.add_argument("--case-timeout", type=_positive("seconds"), default=DEFAULT_TIMEOUT_S,
                     metavar="SECONDS",
                     help="wall-clock limit of one case from its turn; the case is then "
@@ -567,14 +574,14 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("selftest", help="the op table's differential self-tests "
                         "(GPU against the emulator; emulator against numpy)")
-    sp.add_argument("--backend", choices=["gpu", "emu"], help="default: gpu when present")
-    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0)
+    backend(sp)
+    seed(sp)
     common(sp, arch=False)
     sp.set_defaults(func=cmd_selftest)
 
     sp = sub.add_parser("sweep", help="GPU: backoff's min/max sleep against wake-to-poll "
                         "latency and the issue slots left to co-resident compute")
-    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0)
+    seed(sp)
     sp.add_argument("--json", action="store_true",
                     help="print the rows as JSON (for pollbench plot --sweep) instead of a table")
     common(sp, arch=False)
@@ -591,9 +598,8 @@ def parser() -> argparse.ArgumentParser:
                     help="litmus iterations per configuration (overrides --quick)")
     sp.add_argument("--test", action="append", metavar="TEST",
                     help="one litmus test (MP, SB, LB, CoRR, IRIW, 2+2W); repeat for several")
-    sp.add_argument("--backend", choices=["gpu", "emu"],
-                    help="gpu (default when present) or emu (plumbing only)")
-    sp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "a seed"), default=0)
+    backend(sp)
+    seed(sp)
     sp.add_argument("--out", default="results", metavar="DIR",
                     help="where conform-<time>-<sha>.json goes (default: results)")
     sp.add_argument("--no-save", action="store_true", help="write no file")

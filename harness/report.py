@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.errors import PollbenchError
+from harness.results.figures import figure
 from harness.results.records import spec_label
 
 # Piped output (CI logs, files) without COLUMNS: wide enough for the compact run table
@@ -244,12 +245,9 @@ def _cells(record: dict) -> dict:
     """Every run-table cell of one record, by column header."""
     res = record.get("resources") or {}
     counters = record.get("counters") or {}
-    timing = record.get("timing") or {}
-    base_timing = record.get("baseline_timing") or {}
     emu = record.get("emulator") or {}
-    median, base_median = timing.get("median_ms"), base_timing.get("median_ms")
+    median, base_median = figure(record, "time_ms"), figure(record, "baseline_ms")
     instr, base_instr = emu.get("instructions_per_task"), emu.get("baseline_instructions_per_task")
-    regs = res.get("registers_driver")
     over = record.get("overhead")
     occupancy = _pct(res.get("theoretical_occupancy"))
     return {
@@ -261,15 +259,15 @@ def _cells(record: dict) -> dict:
         "baseline instr/task": _fmt(base_instr, ".1f"),
         "ratio": _ratio(median, base_median) if median is not None else _ratio(instr, base_instr),
         "overhead": "-" if over is None else f"{over:+.1%}",
-        "bookkeeping": _pct(counters.get("bookkeeping_share"), ".1%"),
+        "bookkeeping": _pct(figure(record, "bookkeeping_share"), ".1%"),
         "polls/task": _fmt(counters.get("polls_per_task"), ".2f"),
-        "regs": _fmt(regs if regs is not None else res.get("registers")),
+        "regs": _fmt(figure(record, "registers")),
         "baseline regs": _fmt(res.get("baseline_registers")),
         "spills B": _fmt(res.get("spill_stores_bytes")),
         "occ.": occupancy,
         "occ. theor.": occupancy,
-        "occ. achieved": _pct(counters.get("achieved_occupancy")),
-        "J/task": _fmt((record.get("nvml") or {}).get("energy_per_task_j"), ".3g"),
+        "occ. achieved": _pct(figure(record, "achieved_occupancy")),
+        "J/task": _fmt(figure(record, "energy_per_task"), ".3g"),
         "frame B": _fmt(res.get("frame_bytes")),
     }
 

@@ -18,8 +18,9 @@ def _ratio(record: dict, stat: str = "median_ms") -> float | None:
 
 
 def _registers(record: dict):
-    res = record.get("resources") or {}
-    return res.get("registers_driver", res.get("registers"))
+    res = record.get("resources") or {}  # the driver's figure, else ptxas's
+    driver = res.get("registers_driver")
+    return driver if driver is not None else res.get("registers")
 
 
 @dataclass(frozen=True)
