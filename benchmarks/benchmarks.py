@@ -14,7 +14,8 @@ record; nothing is measured twice. Without a GPU, ``setup_cache`` returns None a
 
 Environment variables narrow a run (for trying the recipe): ``POLLBENCH_ASV_BACKEND``
 (``emu`` runs the CPU emulator: not GPU figures), ``POLLBENCH_ASV_EXECUTORS`` and
-``POLLBENCH_ASV_WORKLOADS`` (comma-separated names), ``POLLBENCH_ASV_NTASKS``.
+``POLLBENCH_ASV_WORKLOADS`` (comma-separated names), ``POLLBENCH_ASV_NTASKS``. The history
+covers the default (small) workloads: the big ones' cases take seconds each.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 
 from executors import EXECUTORS
 from harness.results.figures import FIGURES
-from workloads import WORKLOADS
+from workloads import DEFAULT_WORKLOADS
 
 NTASKS = 1 << 20
 CASE_TIMEOUT_S = 300.0
@@ -48,7 +49,7 @@ def all_cases():
         return None
     ntasks = int(os.environ.get("POLLBENCH_ASV_NTASKS", NTASKS if backend == "gpu" else 64))
     specs = case_specs(_names("POLLBENCH_ASV_EXECUTORS", EXECUTORS),
-                       _names("POLLBENCH_ASV_WORKLOADS", WORKLOADS), ntasks)
+                       _names("POLLBENCH_ASV_WORKLOADS", DEFAULT_WORKLOADS), ntasks)
     options = {"backend": backend, "device": 0, "repeats": None, "timing": None}
     records = run_cases(specs, options, timeout_s=CASE_TIMEOUT_S, warm_fn=warm_case)
     return {spec_label(r["spec"]): r for r in records}
@@ -100,7 +101,7 @@ def _executor_class(ex):
     return type("".join(p.capitalize() for p in ex.name.split("_")), (_ExecutorCases,), {
         "__doc__": f"{ex.name}: {ex.summary}",
         "executor": ex.name,
-        "params": (list(WORKLOADS), list(ex.dispatch_modes), list(ex.granularities)),
+        "params": (list(DEFAULT_WORKLOADS), list(ex.dispatch_modes), list(ex.granularities)),
         "__module__": __name__,
     })
 

@@ -152,8 +152,7 @@ def run_all(backend, timeout_ns: int = TIMEOUT_NS) -> list:
 
     # co-resident blocks
     if gpu:
-        per_sm = backend.module.kernel("fp_discover").max_active_blocks_per_sm(BLOCK)
-        expected = per_sm * backend.rt.sm_count
+        expected = backend.resident_blocks("fp_discover", BLOCK)
         grid, block, window = 4 * expected, BLOCK, WINDOW_NS
     else:
         expected, grid, block, window = None, 4, 32, 1000

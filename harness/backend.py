@@ -91,6 +91,16 @@ class Backend:
         ``ptr`` to 0, in stream order (the header rows of interleaved task records)."""
         raise NotImplementedError
 
+    def copy(self, dst: int, src: int, nbytes: int) -> None:
+        """Queue a copy of ``nbytes`` from ``src`` to ``dst`` (both inside buffers of this
+        backend), in stream order: the driver's device copy, a roofline's yardstick."""
+        raise NotImplementedError
+
+    def resident_blocks(self, kernel: str, block: int, shared: int = 0) -> int:
+        """How many blocks of ``kernel`` fit on the device at once (the occupancy API's
+        blocks per SM x SMs; the emulator says 1): a persistent grid's size."""
+        return 1
+
     def kernel_registers(self, kernel: str) -> int | None:
         """Registers per thread as the driver reports them (None without a GPU)."""
         return None
@@ -146,6 +156,10 @@ class EmuBackend(Backend):
     def zero(self, ptr: int, nbytes: int) -> None:
         if nbytes:
             self._need().write(ptr, np.zeros(nbytes, np.uint8))
+
+    def copy(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._need().write(dst, self._need().read(src, np.uint8, nbytes))
 
     def zero_rows(self, ptr: int, pitch: int, nbytes: int, count: int) -> None:
         zeros = np.zeros(nbytes, np.uint8)
@@ -315,6 +329,17 @@ class GpuBackend(Backend):
         if count and nbytes:
             self._span(ptr, (count - 1) * pitch + nbytes)
             call("cuMemsetD2D32Async", ptr, pitch, 0, nbytes // 4, count, self.rt.stream_handle)
+
+    def copy(self, dst: int, src: int, nbytes: int) -> None:
+        from harness.gpu.driver import call
+
+        self._span(src, nbytes)
+        self._span(dst, nbytes)
+        if nbytes:
+            call("cuMemcpyDtoDAsync", dst, src, nbytes, self.rt.stream_handle)
+
+    def resident_blocks(self, kernel: str, block: int, shared: int = 0) -> int:
+        return self.module.kernel(kernel).max_active_blocks_per_sm(block, shared) * self.rt.sm_count
 
     def kernel_registers(self, kernel: str) -> int | None:
         return self.module.kernel(kernel).num_regs

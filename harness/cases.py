@@ -14,6 +14,7 @@ from harness.errors import PollbenchError
 from harness.gpu.errors import GpuError
 from harness.ptx import Module
 from workloads import get_workload
+from workloads.roofline import roofline_ms
 
 
 @dataclass
@@ -36,9 +37,6 @@ def case_specs(executors, workloads, ntasks: int = 1 << 20, block: int = 128, se
     """Every case of ``executors`` x ``workloads`` (objects or names) in each executor's own
     dispatch modes and granularities, as far as ``dispatch`` / ``granularity`` (collections,
     None for all) keep them; cases an executor cannot run are kept (they are skips)."""
-    from executors import get_executor
-    from workloads import get_workload
-
     exs = [get_executor(e) if isinstance(e, str) else e for e in executors]
     wls = [get_workload(w) if isinstance(w, str) else w for w in workloads]
     return [CaseSpec(ex.name, wl.name, d, g, ntasks, block, seed)
@@ -67,9 +65,23 @@ class CaseResult:
     timing: object = None  # harness.measure.Stats of the executor's kernel (GPU)
     baseline_timing: object = None
 
+    reference_checks: dict = field(default_factory=dict)  # reference name -> its verdict
+
     @property
     def ok(self) -> bool:
-        return self.check == "pass" and self.baseline_check in (None, "pass")
+        return self.failure is None
+
+    @property
+    def failure(self) -> str | None:
+        """What went wrong first: the executor's check, the baseline's, a reference's; None."""
+        if self.check != "pass":
+            return self.check
+        if self.baseline_check not in (None, "pass"):
+            return f"baseline: {self.baseline_check}"
+        for name, check in self.reference_checks.items():
+            if check != "pass":
+                return f"reference {name}: {check}"
+        return None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,6 +131,7 @@ def build_case(spec: CaseSpec, arch: str = "sm_90", instrument: bool = False):
     if instrument:
         kernel.instrumented = build.kernel(spec.dispatch, spec.granularity, instrument=True)
     baseline = wl.build_baseline(m)
+    wl.build_references(m)
     return m, kernel, baseline, wl
 
 
@@ -194,8 +207,8 @@ def run_case(spec: CaseSpec, backend: Backend, repeats: int | None = None,
     res = case.check()
     if backend.name == "gpu" and res.ok:
         case.time(res, timing, repeats)
-    res.extra["metrics"] = case.wl.metrics(backend, case.inputs, case.args, spec.ntasks,
-                                           res.time_ms)
+    res.extra["metrics"] = {**case.wl.metrics(backend, case.inputs, case.args, spec.ntasks,
+                                              res.time_ms), **case.figures(res)}
     if case.kernel.instrumented is not None and res.ok:
         case.count(res)
     case.resources(res)
@@ -218,6 +231,7 @@ class _Case:
         self.run = LaunchArgs.allocate(backend, self.kernel, n, self.args)
         self.ex = get_executor(spec.executor)
         self.base_args = None
+        self.refs = []  # the workload's Reference runs, with what became of each
 
     def check(self) -> CaseResult:
         """One run of the executor and one of the baseline, each checked against numpy."""
@@ -241,6 +255,15 @@ class _Case:
             res.baseline_check = verdict(self.wl.read_output(be, base_out, n), self.want)
             if b.instructions is not None:
                 res.baseline_instructions_per_task = b.instructions / n
+        for ref in self.wl.references(be, self.inputs, self.args, n):
+            ref.launch(be, checked=True)
+            check = None
+            if ref.output is not None:
+                ptr, count = ref.output
+                check = verdict(be.read(ptr, self.wl.output_dtype, count), self.want)
+            self.refs.append((ref, {"what": ref.what, "check": check}))
+            if check is not None:
+                res.reference_checks[ref.name] = check
         return res
 
     def baseline_params(self) -> list:
@@ -264,6 +287,45 @@ class _Case:
             bstats = _time(be, lambda: be.enqueue(self.baseline, self.grid, spec.block,
                                                    self.baseline_params()), timing, True)
             res.baseline_timing, res.baseline_ms = bstats, bstats.median_ms
+        for ref, row in self.refs:
+            if row["check"] in (None, "pass"):
+                rstats = _time(be, lambda ref=ref: ref.enqueue(be), timing, True)
+                row.update(ms=rstats.median_ms, samples=rstats.samples,
+                           noise=rstats.rel_stddev)
+
+    def figures(self, res: CaseResult) -> dict:
+        """Throughput of the case, its baseline and each reference where the workload
+        counts its work (GB/s, GFLOP/s), and the roofline of the same run: the least time
+        the copy and FMA references allow, and each time's fraction of it."""
+        work = self.wl.work(self.spec.ntasks)
+        refs = {ref.name: row for ref, row in self.refs}
+        if work is None:
+            return {"references": refs} if refs else {}
+
+        def rates(w, ms):
+            if not ms:
+                return {}
+            return {"gb_per_s": w.bytes / ms / 1e6, "gflop_per_s": w.flops / ms / 1e6}
+
+        out = {"bytes": work.bytes, "flops": work.flops, **rates(work, res.time_ms)}
+        out.update({f"baseline_{k}": v for k, v in rates(work, res.baseline_ms).items()})
+        roofs = {}
+        for ref, row in self.refs:
+            row.update(rates(ref.work, row.get("ms")))
+            if ref.roof and row.get("ms"):
+                roofs[ref.roof] = (ref.work.bytes if ref.roof == "bandwidth" else ref.work.flops) / row["ms"]
+        roof = roofline_ms(work, roofs.get("bandwidth"), roofs.get("compute"))
+        if roof:
+            out["roofline_ms"] = roof
+            for key, ms in (("of_roofline", res.time_ms), ("baseline_of_roofline", res.baseline_ms)):
+                if ms:
+                    out[key] = roof / ms
+            for ref, row in self.refs:
+                if not ref.roof and row.get("ms"):
+                    row["of_roofline"] = roof / row["ms"]
+        if refs:
+            out["references"] = refs
+        return out
 
     def count(self, res: CaseResult) -> None:
         """One run of the instrumented build: the per-thread counters, summarised."""

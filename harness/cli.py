@@ -58,10 +58,10 @@ def _positive(unit: str, below: float | None = None):
 
 def _executors_workloads(args) -> list:
     from executors import EXECUTORS, get_executor
-    from workloads import WORKLOADS, get_workload
+    from workloads import get_workload, workload_names
 
     exs = [get_executor(e) for e in (args.executor or list(EXECUTORS))]
-    wls = [get_workload(w) for w in (args.workload or list(WORKLOADS))]
+    wls = [get_workload(w) for w in workload_names(args.workload)]
     return exs, wls
 
 
@@ -352,7 +352,7 @@ def _run_specs(specs, options, args, finished: list) -> list:
 
 def _report(records, backend: str, args) -> int:
     """The table (or the JSON document) and the summary line; the exit code."""
-    from harness.report import case_table, console
+    from harness.report import case_table, console, throughput_table
 
     counts = {s: sum(r["status"] == s for r in records)
               for s in ("pass", "fail", "timeout", "error", "skip")}
@@ -367,6 +367,9 @@ def _report(records, backend: str, args) -> int:
 
         console = make_console(piped_width=200)
     console.print(case_table(records, backend, wide=args.wide))
+    throughput = throughput_table(records)
+    if throughput is not None:
+        console.print(throughput)
     detail = ", ".join(f"{counts[s]} {w}" for s, w in (("timeout", "timed out"),
                                                        ("error", "errors"),
                                                        ("skip", "skipped")) if counts[s])
@@ -485,7 +488,7 @@ def parser() -> argparse.ArgumentParser:
     from executors import EXECUTORS
     from executors.base import DISPATCH_MODES
     from harness.orchestrate import DEFAULT_TIMEOUT_S
-    from workloads import WORKLOADS
+    from workloads import DEFAULT_WORKLOADS, FAMILIES, WORKLOADS
 
     executors, workloads = list(EXECUTORS), list(WORKLOADS)
     p = _Parser(prog="pollbench", description="What async/await costs on a GPU: device "
@@ -511,8 +514,11 @@ def parser() -> argparse.ArgumentParser:
     def pick(sp):
         sp.add_argument("--executor", action="append", choices=executors, metavar="EXECUTOR",
                         help=f"one of {', '.join(executors)}; repeat for several (default: all)")
-        sp.add_argument("--workload", action="append", choices=workloads, metavar="WORKLOAD",
-                        help=f"one of {', '.join(workloads)}; repeat for several (default: all)")
+        sp.add_argument("--workload", action="append", choices=workloads + list(FAMILIES),
+                        metavar="WORKLOAD",
+                        help=f"one of {', '.join(workloads)}, or a family ({', '.join(FAMILIES)}: "
+                             f"all its members); repeat for several (default: "
+                             f"{', '.join(DEFAULT_WORKLOADS)})")
 
     sp = sub.add_parser("list", help="executors, workloads, GPUs")
     sp.set_defaults(func=cmd_list)

@@ -296,6 +296,40 @@ def case_table(records: list, backend: str, wide: bool = False) -> Table:
     return t
 
 
+def _per_s(v, unit: float) -> str:
+    return "-" if v is None else f"{v / unit:.3g}"
+
+
+def throughput_table(records: list) -> Table | None:
+    """The timed cases whose workload counts its work (``metrics.gb_per_s``): throughput
+    of the case, its baseline and its references, and each as a fraction of the roofline
+    measured in the same run (the copy and FMA references); None when no case has such
+    figures (the emulator times nothing)."""
+    rows = [r for r in records if (r.get("metrics") or {}).get("gb_per_s") is not None]
+    if not rows:
+        return None
+    t = Table(title="throughput against the roofline of the same run",
+              caption="GB/s: bytes read and written per second; TFLOP/s: 2 per FMA; % roof: "
+                      "the least time the copy (bandwidth) and FMA-peak (compute) references "
+                      "allow, over the time; tma: the hand-written warp-specialized kernel; "
+                      "vs tma: its time over the case's (1.00x = as fast)",
+              caption_justify="left")
+    t.add_column("case")
+    for col in ("GB/s", "TFLOP/s", "% roof", "baseline\n% roof", "tma\n% roof", "vs tma",
+                "copy\nGB/s", "FMA peak\nTFLOP/s"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        m = r["metrics"]
+        refs = m.get("references") or {}
+        tma, copy, fma = refs.get("tma") or {}, refs.get("copy") or {}, refs.get("fma_peak") or {}
+        time_ms = figure(r, "time_ms")
+        t.add_row(_case_cell(r), _per_s(m.get("gb_per_s"), 1), _per_s(m.get("gflop_per_s"), 1e3),
+                  _pct(m.get("of_roofline")), _pct(m.get("baseline_of_roofline")),
+                  _pct(tma.get("of_roofline")), _ratio(tma.get("ms"), time_ms),
+                  _per_s(copy.get("gb_per_s"), 1), _per_s(fma.get("gflop_per_s"), 1e3))
+    return t
+
+
 def _env_line(env: dict) -> str:
     gpu = env.get("gpu")
     where = (f"{gpu['name']} (driver {gpu.get('driver_version') or '?'})" if gpu

@@ -1,14 +1,23 @@
-"""Workloads, registered by name (architecture §6)."""
+"""Workloads, registered by name (architecture §6).
+
+The small workloads run by default; the big ones (``pipeline_k<K>``, one per FMA count in
+``PIPELINE_K``) when named, singly or by family (``--workload pipeline``).
+"""
 
 from harness.errors import PollbenchError
 from workloads.base import Workload
 from workloads.fan_out import FanOutWorkload
 from workloads.ping_pong import PingPongWorkload
+from workloads.pipeline import PIPELINE_K, PipelineWorkload
 from workloads.seed_demo import SeedDemoWorkload
 from workloads.yield_storm import YieldStormWorkload
 
-WORKLOADS: dict = {w.name: w for w in (SeedDemoWorkload(), YieldStormWorkload(), PingPongWorkload(),
-                                         FanOutWorkload())}
+_SMALL = (SeedDemoWorkload(), YieldStormWorkload(), PingPongWorkload(), FanOutWorkload())
+_BIG = tuple(PipelineWorkload(k) for k in PIPELINE_K)
+
+WORKLOADS: dict = {w.name: w for w in (*_SMALL, *_BIG)}
+DEFAULT_WORKLOADS = tuple(w.name for w in _SMALL)  # what a run without --workload runs
+FAMILIES = {"pipeline": tuple(w.name for w in _BIG)}
 
 
 def get_workload(name: str) -> Workload:
@@ -19,4 +28,18 @@ def get_workload(name: str) -> Workload:
         raise PollbenchError(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})") from None
 
 
-__all__ = ["WORKLOADS", "Workload", "get_workload"]
+def workload_names(names=None) -> list:
+    """``names`` with each family replaced by its members, in order, once each; the default
+    set for None or empty; a one-line error for an unknown name."""
+    if not names:
+        return list(DEFAULT_WORKLOADS)
+    out = []
+    for name in names:
+        for member in FAMILIES.get(name, (name,)):
+            get_workload(member)
+            if member not in out:
+                out.append(member)
+    return out
+
+
+__all__ = ["DEFAULT_WORKLOADS", "FAMILIES", "WORKLOADS", "Workload", "get_workload", "workload_names"]

@@ -3,10 +3,12 @@ optionally a baseline kernel that does the same work with no executor.
 
 Every root future takes ``(task: u32, args: u64)``. ``args`` points at a table of u64s:
 one device pointer per input array (in ``input_names`` order), then the output pointer,
-then the task count. A baseline kernel takes ``(args: u64, ntasks: u32)``.
+then the task count, then the workload's ``table_extras`` (sizes read at run time). A baseline kernel takes ``(args: u64, ntasks: u32)``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,6 +17,55 @@ from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64, PtxType
 
 BASELINE_PARAMS = (("args", U64), ("ntasks", U32))
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one run over all tasks moves and computes: a roofline's two axes."""
+
+    bytes: int
+    flops: int
+
+
+@dataclass
+class Reference:
+    """Another way to do a case's work, timed beside it with the same protocol (NVBench's
+    reference measurements): a second baseline, or a roofline yardstick.
+
+    It is a kernel of the case module (``kernel`` with ``grid``, ``block``, ``args``,
+    ``shared``) or the driver's device copy (``copy = (dst, src, nbytes)``). ``output``
+    (pointer, element count) is checked against the case's own numpy answer after one run;
+    ``roof`` marks a yardstick: ``"bandwidth"`` (its bytes per second bound memory-bound
+    work) or ``"compute"`` (its FLOP/s bound the rest)."""
+
+    name: str
+    what: str
+    work: Work
+    kernel: str | None = None
+    grid: int = 1
+    block: int = 1
+    args: tuple = ()
+    shared: int = 0
+    copy: tuple | None = None
+    output: tuple | None = None
+    roof: str | None = None
+
+    def launch(self, backend, checked: bool = False) -> None:
+        """One run (``checked``: under the watchdog, waited for)."""
+        if self.copy is not None:
+            backend.copy(*self.copy)
+            if checked and backend.name == "gpu":
+                backend.rt.sync_stream(f"the {self.name} reference's copy")
+        else:
+            backend.launch(self.kernel, self.grid, self.block, list(self.args), checked=checked,
+                           shared=self.shared)
+
+    def enqueue(self, backend) -> None:
+        """Queue one run (what the timing protocol times)."""
+        if self.copy is not None:
+            backend.copy(*self.copy)
+        else:
+            backend.enqueue(self.kernel, self.grid, self.block, list(self.args), self.shared)
 
 
 class Workload:
@@ -35,6 +86,25 @@ class Workload:
         """Every future type that runs as a task (the root first): sizes the task slots."""
         return [self.root()]
 
+    def outputs(self, n: int) -> int:
+        """Output elements of a run over ``n`` tasks."""
+        return n * self.outputs_per_task
+
+    def table_extras(self, n: int) -> list:
+        """u64s the args table carries after the task count (sizes a workload reads at run time)."""
+        return []
+
+    def work(self, n: int) -> Work | None:
+        """Bytes and FLOPs of one run over ``n`` tasks, where the workload has a roofline."""
+        return None
+
+    def build_references(self, module: Module) -> None:
+        """Emit the kernels of ``references`` into the case module (none by default)."""
+
+    def references(self, backend, inputs: dict, args_ptr: int, n: int) -> list:
+        """``Reference`` runs timed beside the case (on a GPU): none by default."""
+        return []
+
     def metrics(self, backend, inputs: dict, args_ptr: int, n: int,
                 time_ms: float | None) -> dict:
         """Workload-specific figures (e.g. polls/s) of a case: its inputs, the device args
@@ -45,6 +115,10 @@ class Workload:
         """Device address of input ``name`` (read back from the args table)."""
         table = backend.read(args_ptr, np.uint64, len(self.input_names) + 2)
         return int(table[self.input_names.index(name)])
+
+    def table_word(self, b: Builder, args, k: int):
+        """The args table's u64 ``k`` after the task count (``table_extras``'s k-th), as u32."""
+        return b.cvt(self.input_ptr(b, args, len(self.input_names) + 2 + k), U32)
 
     def root(self) -> FutureDef:
         raise NotImplementedError
@@ -73,12 +147,12 @@ class Workload:
         """Copy inputs, allocate the poisoned output, write the args table.
         Returns (args_ptr, out_ptr)."""
         ptrs = [backend.to_device(np.ascontiguousarray(inputs[k])) for k in self.input_names]
-        out = backend.alloc(n * self.outputs_per_task * np.dtype(self.output_dtype).itemsize)
-        table = np.array(ptrs + [out, n], dtype=np.uint64)
+        out = backend.alloc(self.outputs(n) * np.dtype(self.output_dtype).itemsize)
+        table = np.array(ptrs + [out, n, *self.table_extras(n)], dtype=np.uint64)
         return backend.to_device(table), out
 
     def read_output(self, backend, out_ptr: int, n: int) -> np.ndarray:
-        return backend.read(out_ptr, self.output_dtype, n * self.outputs_per_task)
+        return backend.read(out_ptr, self.output_dtype, self.outputs(n))
 
     # ------------------------------------------------------- device-side helpers
 

@@ -7,8 +7,8 @@ producer lane issues ``cp.async.bulk`` copies of ``TILE``-float tiles into a rin
 mbarrier; ``CONSUMERS`` warps wait on *full*, apply the FMAs, store to global memory (a
 warp's 32 consecutive floats per store: coalesced) and arrive on the stage's *empty*
 mbarrier, which the producer waits on before it refills the stage. Blocks are persistent:
-block b takes tiles b, b + grid, ... Not yet a workload and not yet run on a GPU: correct
-first (the emulator's TMA model lands a copy at the first wait on its barrier).
+block b takes tiles b, b + grid, ... The ``pipeline`` workloads time it as their ``tma``
+reference (the emulator's TMA model lands a copy at the first wait on its barrier).
 
 Phases: a stage's r-th fill is awaited on *full* with parity r & 1; before its r-th refill
 (r >= 1) the producer awaits *empty*'s phase r - 1, i.e. parity (r - 1) & 1.
@@ -28,11 +28,14 @@ KERNEL = "stream_tma"
 PARAMS = (("src", U64), ("dst", U64), ("tiles", U32), ("k", U32))
 
 
-def build(module: Module, name: str = KERNEL) -> str:
+def build(module: Module, name: str = KERNEL, k: int | None = None) -> str:
     """Emit the streaming kernel into ``module``; returns its name. Launch with any number
-    of blocks of ``THREADS`` threads (one per SM is the persistent shape)."""
+    of blocks of ``THREADS`` threads (every block that fits at once is the persistent
+    shape). With ``k`` the FMA count is that constant (the parameter is then ignored), as
+    in code compiled for one k; else it is the ``k`` parameter."""
     b = Builder.entry(module, name, PARAMS, maxntid=THREADS)
-    src, dst, tiles, k = b.param("src"), b.param("dst"), b.param("tiles"), b.param("k")
+    src, dst, tiles = b.param("src"), b.param("dst"), b.param("tiles")
+    k = b.param("k") if k is None else k
     buf = b.mov(Builder.shared(module, f"{name}_buf", STAGES * TILE * 4, 128), type=U32)
     full = b.mov(Builder.shared(module, f"{name}_full", STAGES * 8, 8), type=U32)
     empty = b.mov(Builder.shared(module, f"{name}_empty", STAGES * 8, 8), type=U32)

@@ -126,12 +126,7 @@ def case_record(result, wall_s: float | None = None) -> dict:
     """
     extra = dict(getattr(result, "extra", None) or {})
     ok = bool(result.ok)
-    if ok:
-        message = None
-    elif result.check != "pass":
-        message = result.check
-    else:
-        message = f"baseline: {result.baseline_check}"
+    message = None if ok else result.failure
     rec = base_record(result.spec, "pass" if ok else "fail", message, wall_s,
                       {k: v for k, v in extra.items() if k not in _PLACED})
     rec["check"] = {"executor": one_line(result.check),
