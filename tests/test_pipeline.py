@@ -18,7 +18,7 @@ from harness.measure.clock import device_clock_mhz
 from harness.ptx import Module
 from workloads import DEFAULT_WORKLOADS, FAMILIES, get_workload, roofline, workload_names
 from workloads.base import Work
-from workloads.pipeline import PIPELINE_K, fma_rounds, sizes
+from workloads.pipeline import GROUP, PIPELINE_K, fma_rounds, sizes
 
 
 @pytest.mark.parametrize("executor", list(EXECUTORS))
@@ -27,8 +27,8 @@ def test_pipeline_under_every_executor(executor):
     r = run_case(CaseSpec(executor, "pipeline_k16", dispatch, "thread", ntasks=32, block=32),
                  EmuBackend(), repeats=1, instrument=False)
     assert r.check == "pass" and r.baseline_check == "pass"
-    assert r.extra["metrics"]["bytes"] == 8 * 32 * 4
-    assert r.extra["metrics"]["flops"] == 2 * 16 * 32 * 4
+    assert r.extra["metrics"]["bytes"] == 8 * 32 * 8
+    assert r.extra["metrics"]["flops"] == 2 * 16 * 32 * 8
     assert "gb_per_s" not in r.extra["metrics"]  # the emulator times nothing
 
 
@@ -43,10 +43,10 @@ def test_a_wrong_output_fails_the_check():
 def test_sizes_follow_the_task_count():
     assert sizes(1 << 20) == (256, 32)  # 2^28 floats: 1 GiB in, 1 GiB out
     assert sizes(1 << 18) == (64, 32)
-    assert sizes(64) == (4, 2) and sizes(1) == (4, 2)
+    assert sizes(64) == (8, 8) and sizes(1) == (8, 8)
     for n in (1, 100, 5000, 1 << 16, 3 << 17, 1 << 22):
         elems, chunk = sizes(n)
-        assert elems % chunk == 0 and elems & (elems - 1) == 0
+        assert elems % chunk == 0 and chunk % GROUP == 0 and elems & (elems - 1) == 0
 
 
 def test_inputs_are_random_and_the_reference_is_numpys():

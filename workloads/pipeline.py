@@ -5,7 +5,9 @@ neighbouring floats: a warp's loads and stores coalesce), applies ``x = x * A + 
 to each and stores it; it yields after every ``chunk`` elements, so executors interleave
 tasks as a pipeline of memory and compute. ``elems`` and ``chunk`` follow the task count
 (``sizes``) and travel in the args table: at the GPU's default 2^20 tasks, 256 elements a
-task is 1 GiB in and 1 GiB out; the emulator's 64 tasks take 4 each.
+task is 1 GiB in and 1 GiB out; the emulator's 64 tasks take 8 each. A thread works on
+``GROUP`` elements at once (their loads in flight together, their FMA chains interleaved),
+in the task and in the baseline alike.
 
 Beside the plain baseline (the same loop per thread, no executor) every GPU case times
 ``references``: the hand-written warp-specialized TMA kernel (``workloads/stream_tma.py``,
@@ -33,6 +35,7 @@ from workloads.base import Reference, Work, Workload
 from workloads.stream_tma import A, B
 
 PIPELINE_K = (1, 16, 64, 256)
+GROUP = 8  # elements a thread loads, computes and stores together
 DISTINCT = 1 << 16  # inputs are random draws from this many random floats: numpy's answer
 #                     is K rounds over those, then one gather (K rounds over 2^28 would take
 #                     numpy seconds a round, in every case's process)
@@ -40,9 +43,9 @@ DISTINCT = 1 << 16  # inputs are random draws from this many random floats: nump
 
 def sizes(n: int) -> tuple[int, int]:
     """(elements per task, elements per chunk) for ``n`` tasks: 256 and 32 from 2^20 tasks,
-    down to 4 and 2 (powers of two, a whole number of chunks)."""
-    elems = 1 << max(2, min(8, (max(1, n) >> 12).bit_length() - 1))
-    return elems, min(32, elems // 2)
+    down to 8 and 8 (powers of two: a whole number of chunks, of ``GROUP``s a chunk)."""
+    elems = 1 << max(3, min(8, (max(1, n) >> 12).bit_length() - 1))
+    return elems, max(GROUP, min(32, elems // 2))
 
 
 def fma_rounds(x: np.ndarray, k: int) -> np.ndarray:
@@ -82,17 +85,22 @@ class PipelineWorkload(Workload):
         elements = self.outputs(n)
         return Work(8 * elements, 2 * self.k * elements)
 
-    def _element(self, b, args, task, e, n):
-        """One element: load, k FMAs, store (``b`` a Builder or an FnBuilder)."""
-        idx = b.mad(e, n, task, type=U32)
-        x = b.ld("global", b.element_addr(self.input_ptr(b, args, 0), idx, 4), F32)
+    def _group(self, b, args, task, e, n):
+        """Elements e .. e + GROUP - 1 of the task: GROUP loads, then k rounds of GROUP
+        independent FMAs, then GROUP stores (``b`` a Builder or an FnBuilder). The loads are
+        all in flight before the first is used and the FMA chains interleave: memory- and
+        instruction-level parallelism within one thread, as a fast kernel is written."""
+        src, out = self.input_ptr(b, args, 0), self.input_ptr(b, args, 1)
+        idx = [b.mad(b.add(e, g, type=U32), n, task, type=U32) for g in range(GROUP)]
+        xs = [b.ld("global", b.element_addr(src, i, 4), F32) for i in idx]
         j = b.mov(0, type=U32)
         with b.loop() as lp:
             lp.break_if(b.setp("ge", j, self.k, type=U32))
-            b.fma(x, A, B, type=F32, dst=x)
+            for x in xs:
+                b.fma(x, A, B, type=F32, dst=x)
             b.add(j, 1, dst=j)
-        out = self.input_ptr(b, args, 1)
-        b.st("global", b.element_addr(out, idx, 4), x, type=F32)
+        for i, x in zip(idx, xs):
+            b.st("global", b.element_addr(out, i, 4), x, type=F32)
 
     def root(self) -> AsyncFn:
         w = self
@@ -108,8 +116,8 @@ class PipelineWorkload(Workload):
                 e = f.get("e")
                 with f.loop() as inner:
                     inner.break_if(f.setp("ge", e, end, type=U32))
-                    w._element(f, f.arg("args"), f.arg("task"), e, n)
-                    f.add(e, 1, dst=e)
+                    w._group(f, f.arg("args"), f.arg("task"), e, n)
+                    f.add(e, GROUP, dst=e)
                 f.set("e", e)
                 f.await_(yield_now())  # a chunk done: let the executor run another task
             return None
@@ -123,8 +131,8 @@ class PipelineWorkload(Workload):
         e = b.mov(0, type=U32)
         with b.loop() as lp:
             lp.break_if(b.setp("ge", e, elems, type=U32))
-            self._element(b, args, task, e, n)
-            b.add(e, 1, dst=e)
+            self._group(b, args, task, e, n)
+            b.add(e, GROUP, dst=e)
         b.ret()
         return b.fn.name
 
