@@ -32,10 +32,9 @@ from harness.ptx import Module
 from harness.ptx.types import F32, U32, U64
 from workloads import roofline, stream_tma
 from workloads.base import Reference, Work, Workload
-from workloads.stream_tma import A, B
+from workloads.stream_tma import A, B, GROUP  # GROUP: elements a thread works on together
 
 PIPELINE_K = (1, 16, 64, 256)
-GROUP = 8  # elements a thread loads, computes and stores together
 DISTINCT = 1 << 16  # inputs are random draws from this many random floats: numpy's answer
 #                     is K rounds over those, then one gather (K rounds over 2^28 would take
 #                     numpy seconds a round, in every case's process)
