@@ -352,7 +352,7 @@ def _run_specs(specs, options, args, finished: list) -> list:
 
 def _report(records, backend: str, args) -> int:
     """The table (or the JSON document) and the summary line; the exit code."""
-    from harness.report import case_table, console, throughput_table
+    from harness.report import case_table, console, references_table, throughput_table
 
     counts = {s: sum(r["status"] == s for r in records)
               for s in ("pass", "fail", "timeout", "error", "skip")}
@@ -367,9 +367,9 @@ def _report(records, backend: str, args) -> int:
 
         console = make_console(piped_width=200)
     console.print(case_table(records, backend, wide=args.wide))
-    throughput = throughput_table(records)
-    if throughput is not None:
-        console.print(throughput)
+    for extra in (throughput_table(records), references_table(records)):
+        if extra is not None:
+            console.print(extra)
     detail = ", ".join(f"{counts[s]} {w}" for s, w in (("timeout", "timed out"),
                                                        ("error", "errors"),
                                                        ("skip", "skipped")) if counts[s])

@@ -330,6 +330,34 @@ def throughput_table(records: list) -> Table | None:
     return t
 
 
+def references_table(records: list) -> Table | None:
+    """The timed cases' other references (those the throughput table does not show: no
+    work counted, e.g. ``irregular``'s static partition): each reference's median time and
+    the case's speed over it; None when there are none."""
+    rows = []
+    for r in records:
+        m = r.get("metrics") or {}
+        if m.get("gb_per_s") is not None:
+            continue
+        for name, ref in (m.get("references") or {}).items():
+            if ref.get("ms") is not None:
+                rows.append((r, name, ref))
+    if not rows:
+        return None
+    t = Table(title="beside each case: its references",
+              caption="speedup = the reference's median time / the case's (above 1.00x: the "
+                      "case is faster); baseline: the workload's own baseline kernel likewise",
+              caption_justify="left")
+    t.add_column("case")
+    for col in ("median ms", "reference", "its ms", "speedup", "baseline\nspeedup"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r, name, ref in rows:
+        time_ms = figure(r, "time_ms")
+        t.add_row(_case_cell(r), _ms(time_ms), name, _ms(ref["ms"]), _ratio(ref["ms"], time_ms),
+                  _ratio(ref["ms"], figure(r, "baseline_ms")))
+    return t
+
+
 def _env_line(env: dict) -> str:
     gpu = env.get("gpu")
     where = (f"{gpu['name']} (driver {gpu.get('driver_version') or '?'})" if gpu

@@ -1,23 +1,26 @@
 """Workloads, registered by name (architecture §6).
 
 The small workloads run by default; the big ones (``pipeline_k<K>``, one per FMA count in
-``PIPELINE_K``) when named, singly or by family (``--workload pipeline``).
+``PIPELINE_K``, and ``irregular``) when named, the pipelines singly or by family
+(``--workload pipeline``).
 """
 
 from harness.errors import PollbenchError
 from workloads.base import Workload
 from workloads.fan_out import FanOutWorkload
+from workloads.irregular import IrregularWorkload
 from workloads.ping_pong import PingPongWorkload
 from workloads.pipeline import PIPELINE_K, PipelineWorkload
 from workloads.seed_demo import SeedDemoWorkload
 from workloads.yield_storm import YieldStormWorkload
 
 _SMALL = (SeedDemoWorkload(), YieldStormWorkload(), PingPongWorkload(), FanOutWorkload())
-_BIG = tuple(PipelineWorkload(k) for k in PIPELINE_K)
+_PIPELINES = tuple(PipelineWorkload(k) for k in PIPELINE_K)
+_BIG = (*_PIPELINES, IrregularWorkload())
 
 WORKLOADS: dict = {w.name: w for w in (*_SMALL, *_BIG)}
 DEFAULT_WORKLOADS = tuple(w.name for w in _SMALL)  # what a run without --workload runs
-FAMILIES = {"pipeline": tuple(w.name for w in _BIG)}
+FAMILIES = {"pipeline": tuple(w.name for w in _PIPELINES)}
 
 
 def get_workload(name: str) -> Workload:
