@@ -18,7 +18,7 @@ from harness.measure.clock import device_clock_mhz
 from harness.ptx import Module
 from workloads import DEFAULT_WORKLOADS, FAMILIES, get_workload, roofline, workload_names
 from workloads.base import Work
-from workloads.pipeline import GROUP, PIPELINE_K, fma_rounds, sizes
+from workloads.pipeline import GROUP, MAX_ELEMENTS, PIPELINE_K, fma_rounds, sizes
 
 
 @pytest.mark.parametrize("executor", list(EXECUTORS))
@@ -44,6 +44,8 @@ def test_sizes_follow_the_task_count():
     assert sizes(1 << 20) == (256, 32)  # 2^28 floats: 1 GiB in, 1 GiB out
     assert sizes(1 << 18) == (64, 32)
     assert sizes(64) == (8, 8) and sizes(1) == (8, 8)
+    assert sizes(1 << 26) == (16, 8)  # the CLI's most tasks: 2^30 elements, u32 indices
+    assert all(n * sizes(n)[0] <= MAX_ELEMENTS for n in (1 << 22, 3 << 23, 1 << 26))
     for n in (1, 100, 5000, 1 << 16, 3 << 17, 1 << 22):
         elems, chunk = sizes(n)
         assert elems % chunk == 0 and chunk % GROUP == 0 and elems & (elems - 1) == 0

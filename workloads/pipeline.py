@@ -40,10 +40,15 @@ DISTINCT = 1 << 16  # inputs are random draws from this many random floats: nump
 #                     numpy seconds a round, in every case's process)
 
 
+MAX_ELEMENTS = 1 << 30  # 4 GiB an array; element indices are u32 on the device
+
+
 def sizes(n: int) -> tuple[int, int]:
     """(elements per task, elements per chunk) for ``n`` tasks: 256 and 32 from 2^20 tasks,
-    down to 8 and 8 (powers of two: a whole number of chunks, of ``GROUP``s a chunk)."""
-    elems = 1 << max(3, min(8, (max(1, n) >> 12).bit_length() - 1))
+    down to 8 and 8 (powers of two: a whole number of chunks, of ``GROUP``s a chunk), and
+    fewer from 2^22 tasks on, so that no array passes ``MAX_ELEMENTS``."""
+    n = max(1, n)
+    elems = 1 << max(3, min(8, (n >> 12).bit_length() - 1, (MAX_ELEMENTS // n).bit_length() - 1))
     return elems, max(GROUP, min(32, elems // 2))
 
 
