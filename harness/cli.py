@@ -70,10 +70,10 @@ def cmd_list(args) -> int:
     from executors import EXECUTORS
     from harness.gpu import list_gpus, unavailable_reason
     from harness.report import console, executors_table, workloads_table
-    from workloads import WORKLOADS
+    from workloads import DEFAULT_WORKLOADS, WORKLOADS
 
     console.print(executors_table(EXECUTORS.values()))
-    console.print(workloads_table(WORKLOADS.values()))
+    console.print(workloads_table(WORKLOADS.values(), DEFAULT_WORKLOADS))
     gpus = list_gpus()
     if not gpus:
         console.print(f"GPUs: none ({unavailable_reason()})")

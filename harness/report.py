@@ -423,13 +423,18 @@ def executors_table(executors) -> Table:
     return t
 
 
-def workloads_table(workloads) -> Table:
-    """``pollbench list``'s workloads: name and what each is."""
+def workloads_table(workloads, default=None) -> Table:
+    """``pollbench list``'s workloads: name, what each is, and (given ``default``, the names
+    a run without ``--workload`` runs) whether a plain run includes it."""
     t = Table(title="workloads")
-    for col in ("name", "what it is"):
+    cols = ("name", "what it is") + (("runs",) if default is not None else ())
+    for col in cols:
         t.add_column(col)
     for w in workloads:
-        t.add_row(w.name, w.summary)
+        row = (w.name, w.summary)
+        if default is not None:
+            row += ("by default" if w.name in default else "when named",)
+        t.add_row(*row)
     return t
 
 
