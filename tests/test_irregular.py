@@ -1,5 +1,5 @@
-"""The ``irregular`` workload: heavy-tailed work and divergent kinds, correct under every
-executor and in its static partition on the emulator; numpy's answer depends on every
+"""The ``irregular`` workload: heavy-tailed work and divergent kinds, correct (every
+executor: the conformance suite) and in its static partition on the emulator; numpy's answer depends on every
 input; the references table shows the static partition beside a case. ``-m gpu``: one case
 on a card with its static partition checked and timed."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from executors import EXECUTORS
 from harness.backend import EmuBackend
 from harness.cases import CaseSpec, run_case
 from harness.gpu.testing import requires_gpu
@@ -17,10 +16,8 @@ from workloads import get_workload
 from workloads.irregular import MAX_UNITS, MIN_UNITS, unit_numpy
 
 
-@pytest.mark.parametrize("executor", list(EXECUTORS))
-def test_irregular_under_every_executor(executor):
-    dispatch = "inline" if executor == "block_on" else "direct"
-    r = run_case(CaseSpec(executor, "irregular", dispatch, "thread", ntasks=48, block=32),
+def test_a_case_and_its_figures():  # every executor: conformance/test_executors.py
+    r = run_case(CaseSpec("embassy", "irregular", "direct", "thread", ntasks=48, block=32),
                  EmuBackend(), repeats=1, instrument=False)
     assert r.check == "pass" and r.baseline_check == "pass"
     assert r.extra["metrics"]["units"] >= 48 * MIN_UNITS

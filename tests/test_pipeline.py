@@ -1,6 +1,6 @@
-"""The ``pipeline_k<K>`` workloads: under every executor on the emulator their outputs equal
-numpy's K FMAs per element, and so do their baselines'; sizes follow the task count; the
-roofline's FMA kernel computes what numpy says; the throughput figures and table read a
+"""The ``pipeline_k<K>`` workloads (under every executor: the conformance suite): on the
+emulator a case's outputs equal numpy's K FMAs per element, and so do its baseline's;
+sizes follow the task count; the roofline's FMA kernel computes what numpy says; the throughput figures and table read a
 record's references. ``-m gpu``: one case on a card with its TMA, copy and FMA-peak
 references checked and their figures within what the card can do."""
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from executors import EXECUTORS
 from harness.backend import EmuBackend
 from harness.cases import CaseSpec, run_case
 from harness.errors import PollbenchError
@@ -21,10 +20,8 @@ from workloads.base import Work
 from workloads.pipeline import GROUP, MAX_ELEMENTS, PIPELINE_K, fma_rounds, sizes
 
 
-@pytest.mark.parametrize("executor", list(EXECUTORS))
-def test_pipeline_under_every_executor(executor):
-    dispatch = "inline" if executor == "block_on" else "direct"
-    r = run_case(CaseSpec(executor, "pipeline_k16", dispatch, "thread", ntasks=32, block=32),
+def test_a_case_and_its_figures():  # every executor: conformance/test_executors.py
+    r = run_case(CaseSpec("embassy", "pipeline_k16", "direct", "thread", ntasks=32, block=32),
                  EmuBackend(), repeats=1, instrument=False)
     assert r.check == "pass" and r.baseline_check == "pass"
     assert r.extra["metrics"]["bytes"] == 8 * 32 * 8
