@@ -64,13 +64,16 @@ def execute_case(spec: dict, options: dict) -> dict:
 def warm_case(spec: dict, options: dict) -> None:
     """What a case's process does before its turn (no CUDA: the GPU belongs to the running
     case): the imports, the case's module built (kept for the case's own build) and linked
-    into the cubin cache, so that its turn starts at the first launch."""
-    from harness.cases import CaseSpec, prebuild
+    into the cubin cache, its inputs drawn and numpy's answer computed (kept too), so that
+    its turn starts at the first upload."""
+    from harness.cases import CaseSpec, prebuild, prepare_inputs
     from harness.compile import compile_ptx
 
     arch = options.get("arch") or "sm_90"  # the emulator's cases report for sm_90
-    m, _, _, _ = prebuild(CaseSpec(**spec), arch)
+    case = CaseSpec(**spec)
+    m, _, _, _ = prebuild(case, arch)
     compile_ptx(m.to_ptx(), arch)
+    prepare_inputs(case)
 
 
 def _watch_parent(go) -> None:

@@ -121,3 +121,24 @@ def test_a_warmed_up_case_is_built_once():
     assert build_case(spec, "sm_90", instrument=True) is warm
     again = build_case(spec, "sm_90", instrument=True)
     assert again is not warm and again[0].to_ptx() == warm[0].to_ptx()
+
+
+def test_a_warmed_up_case_draws_its_inputs_once(monkeypatch):
+    """warm_case draws the inputs and computes numpy's answer; the case takes them (the same
+    arrays, no second draw) and still passes; a case not warmed draws its own."""
+    from harness.backend import EmuBackend
+    from harness.cases import CaseSpec, run_case
+    from harness.orchestrate import warm_case
+    from workloads import get_workload
+
+    wl = get_workload("yield_storm")
+    draws = []
+    real = wl.make_inputs
+    monkeypatch.setattr(wl, "make_inputs", lambda rng, n: draws.append(n) or real(rng, n))
+    spec = CaseSpec("embassy", "yield_storm", "direct", "thread", ntasks=32, block=32, seed=3)
+    warm_case(vars(spec), {})
+    assert draws == [32]
+    assert run_case(spec, EmuBackend(), repeats=1, instrument=False).check == "pass"
+    assert draws == [32]  # taken from the warm-up
+    assert run_case(spec, EmuBackend(), repeats=1, instrument=False).check == "pass"
+    assert draws == [32, 32]  # the warm-up's were taken once
