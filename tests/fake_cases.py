@@ -13,13 +13,13 @@ def passing(spec, options):
 
 
 def failing(spec, options):
-    """The real case, but the workload's numpy reference is off by one: its check fails."""
+    """The real case, but numpy's answer is off by one (also the one the warm-up computed
+    before this ran): its check fails."""
+    import harness.cases as cases
     from harness.orchestrate import execute_case
-    from workloads import get_workload
 
-    wl = type(get_workload(spec["workload"]))
-    reference = wl.reference
-    wl.reference = lambda self, inputs, n: reference(self, inputs, n) + 1
+    real = cases.inputs_and_reference
+    cases.inputs_and_reference = lambda s: (lambda inputs, want: (inputs, want + 1))(*real(s))
     return execute_case(spec, options)
 
 
