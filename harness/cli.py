@@ -289,6 +289,10 @@ def cmd_run(args) -> int:
                   seed=args.seed, executors=list(dict.fromkeys(s.executor for s in specs)),
                   workloads=list(dict.fromkeys(s.workload for s in specs)),
                   dispatch=args.dispatch, granularity=args.granularity)
+    kept = []  # a resumed run's records, from the file it resumes
+    if args.resume:
+        kept, specs = _resume(args.resume, env, config, specs)
+        config["resumed_from"] = Path(args.resume).name
     finished, saved = [], []
 
     def save_once(records) -> None:
@@ -301,20 +305,55 @@ def cmd_run(args) -> int:
             saved.append(save(document(env, args.argv, config, records), args.out))
         err_console.print(f"results: {saved[0]}", markup=False, highlight=False)
 
+    if args.resume and not specs:
+        print(f"pollbench: nothing to run: {args.resume} has every case asked for",
+              file=sys.stderr)
+        return _report(kept, backend, args)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        records = _run_specs(specs, options, args, finished)
+        records = kept + _run_specs(specs, options, args, finished)
         save_once(records)
         return _report(records, backend, args)
     except (KeyboardInterrupt, Terminated) as e:
         config["interrupted_after"] = len(finished)
-        save_once(finished)
+        save_once(kept + finished)
         why = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
         print(f"pollbench: {why} after {len(finished)} of {len(specs)} cases"
               + ("; the finished ones are saved" if saved else ""), file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, old_term)
+
+
+_RESUME_MUST_MATCH = ("backend", "repeats", "timing", "timeout_s")
+
+
+def _resume(path: str, env: dict, config: dict, specs: list) -> tuple:
+    """(the records of the results file ``path`` to keep, the cases still to run): a case
+    is run again only where the file has no record of it. The file must come from this
+    machine, this commit and the same timing options; it is read, never changed."""
+    from dataclasses import asdict
+
+    from harness.results import load, machine_name
+    from harness.results.records import SPEC_KEYS
+
+    doc = load(path)
+    old_env, old_config = doc["environment"], doc["run"].get("config") or {}
+    if machine_name(old_env) != machine_name(env):
+        raise PollbenchError(f"--resume {path}: made on {machine_name(old_env)}, not on this "
+                             f"machine ({machine_name(env)})")
+    old_sha, sha = old_env["pollbench"].get("git_sha"), env["pollbench"].get("git_sha")
+    if old_sha != sha:
+        raise PollbenchError(f"--resume {path}: made at commit {str(old_sha)[:12]}, this is "
+                             f"{str(sha)[:12]}: its figures and these would not compare")
+    for key in _RESUME_MUST_MATCH:
+        if old_config.get(key) != config.get(key):
+            raise PollbenchError(f"--resume {path}: its {key} was {old_config.get(key)!r}, "
+                                 f"this run's is {config.get(key)!r}")
+    key = lambda spec: tuple(spec[k] for k in SPEC_KEYS)  # noqa: E731
+    kept = doc["cases"]
+    done = {key(r["spec"]) for r in kept}
+    return kept, [s for s in specs if key(asdict(s)) not in done]
 
 
 def _run_specs(specs, options, args, finished: list) -> list:
@@ -571,6 +610,10 @@ def parser() -> argparse.ArgumentParser:
                     help="results folder: writes DIR/<machine>/<UTC time>-<git sha>.json "
                          "(default results/)")
     sp.add_argument("--no-save", action="store_true", help="write no results file")
+    sp.add_argument("--resume", metavar="FILE",
+                    help="a results file of an interrupted run (same machine, commit and timing "
+                         "options): keep its cases, run only the ones it lacks, write a new file "
+                         "with all of them")
     sp.add_argument("--wide", action="store_true",
                     help="every column in the table (default: the ones read first; fits 100 columns)")
     sp.add_argument("--json", action="store_true",

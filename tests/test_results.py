@@ -429,3 +429,45 @@ def test_ctrl_c_keeps_the_finished_cases(tmp_path, monkeypatch, capsys):
     (path,) = tmp_path.glob("emulator/*.json")
     doc = load(path)
     assert len(doc["cases"]) == 1 and doc["run"]["config"]["interrupted_after"] == 1
+
+
+def test_resume_runs_only_the_missing_cases_into_a_new_file(tmp_path, capsys):
+    """An interrupted run's file, resumed with more cases asked for: the file's cases are
+    kept as they were, only the missing one runs, a new file holds both, the old one is
+    untouched; resuming again has nothing to run; other timing options are refused."""
+    assert main(_run_args(tmp_path)) == 0
+    (first,) = tmp_path.glob("emulator/*.json")
+    before = first.read_text()
+    old = load(first)["cases"][0]
+    wider = [*_run_args(tmp_path), "--dispatch", "inline", "--resume", str(first)]
+    assert main(wider) == 0
+    assert first.read_text() == before
+    (second,) = set(tmp_path.glob("emulator/*.json")) - {first}
+    doc = load(second)
+    assert [c["spec"]["dispatch"] for c in doc["cases"]] == ["direct", "inline"]
+    assert doc["cases"][0] == old  # kept as it was, not run again
+    assert doc["cases"][1]["status"] == "pass"
+    assert doc["run"]["config"]["resumed_from"] == first.name
+    capsys.readouterr()
+    assert main([*_run_args(tmp_path), "--dispatch", "inline", "--resume", str(second)]) == 0
+    assert "nothing to run" in capsys.readouterr().err
+    assert len(list(tmp_path.glob("emulator/*.json"))) == 2
+    assert main([*wider[:-2], "--min-samples", "5", "--resume", str(first)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its timing was" in err[0]
+
+
+def test_resume_refuses_another_commit_or_machine(tmp_path, capsys):
+    assert main(_run_args(tmp_path)) == 0
+    (first,) = tmp_path.glob("emulator/*.json")
+    doc = json.loads(first.read_text())
+    doc["environment"]["pollbench"]["git_sha"] = "0" * 40
+    other = tmp_path / "other-commit.json"
+    other.write_text(json.dumps(doc))
+    gpu_file = next(Path(__file__).parent.parent.glob("results/nvidia-h100-80gb-hbm3/*.json"))
+    for path, says in ((other, "made at commit 000000000000"),
+                       (gpu_file, "made on nvidia-h100-80gb-hbm3, not on this machine (emulator)")):
+        capsys.readouterr()
+        assert main([*_run_args(tmp_path), "--resume", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
