@@ -37,7 +37,8 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
     correctness ``check``.
     """
     from harness.cases import verdict
-    from workloads.ping_pong import COUNT, SUM, PingPongWorkload
+    from workloads.latency import COUNT, ROWS, SUM
+    from workloads.ping_pong import PingPongWorkload
 
     if backend.name != "gpu":
         raise PollbenchError("the backoff sweep measures co-resident kernels: it needs a GPU")
@@ -61,9 +62,9 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
         run = LaunchArgs.allocate(backend, kernel, n, args)
 
         def latency(run):
-            before = backend.read(stats, np.uint64, 4 * n).reshape(4, n)
+            before = backend.read(stats, np.uint64, ROWS * n).reshape(ROWS, n)
             result = run()
-            after = backend.read(stats, np.uint64, 4 * n).reshape(4, n)
+            after = backend.read(stats, np.uint64, ROWS * n).reshape(ROWS, n)
             count = int(after[COUNT].sum() - before[COUNT].sum())
             return result, float(after[SUM].sum() - before[SUM].sum()) / max(count, 1)
 

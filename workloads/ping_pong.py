@@ -26,11 +26,11 @@ from harness.futures.channel import HEAD, SLOTS, TAIL, channel_bytes, recv, send
 from harness.futures.lib import AsyncFn
 from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
+from workloads import latency
 from workloads.base import Workload
 
 CAP = 1
 CB = channel_bytes(CAP)
-SUM, COUNT, MAX, STAMP = range(4)  # rows of the stats buffer (u64, SoA)
 
 
 def _at(b: Builder, ch, off: int):
@@ -55,11 +55,6 @@ class PingPongWorkload(Workload):
 
     # ------------------------------------------------------------ device side
 
-    def _stat(self, f, row: int, task):
-        n = f.cvt(self.input_ptr(f, f.arg("args"), len(self.input_names) + 1), U32)
-        base = self.input_ptr(f, f.arg("args"), self.input_names.index("stats"))
-        return f.element_addr(base, f.mad(f.mov(row, type=U32), n, task), 8)
-
     def _chan(self, f, which: int):
         """Channel ``ab`` (0) or ``ba`` (1) of this task's pair."""
         base = self.input_ptr(f, f.arg("args"), self.input_names.index("chans"))
@@ -67,18 +62,7 @@ class PingPongWorkload(Workload):
         return f.add(f.element_addr(base, pair, 2 * CB), which * CB, type=U64)
 
     def _stamp_peer(self, f) -> None:
-        peer = f.xor(f.arg("task"), 1, type=U32)
-        f.st("global", self._stat(f, STAMP, peer), f.special("globaltimer"), type=U64)
-
-    def _record_latency(self, f) -> None:
-        me = f.arg("task")
-        lat = f.sub(f.special("globaltimer"), f.ld("global", self._stat(f, STAMP, me), U64),
-                    type=U64)
-        for row, new in ((SUM, lambda old: f.add(old, lat, type=U64)),
-                         (COUNT, lambda old: f.add(old, 1, type=U64)),
-                         (MAX, lambda old: f.max(old, lat, type=U64))):
-            addr = self._stat(f, row, me)
-            f.st("global", addr, new(f.ld("global", addr, U64)), type=U64)
+        latency.stamp(self, f, f.xor(f.arg("task"), 1, type=U32))
 
     def root(self) -> AsyncFn:
         w = self
@@ -96,14 +80,14 @@ class PingPongWorkload(Workload):
                     w._stamp_peer(f)
                     f.await_(send(w._chan(f, 0), f.get("tok")))
                     reply = f.await_(recv(w._chan(f, 1)))
-                    w._record_latency(f)
+                    latency.record(w, f)
                     f.set("tok", f.add(reply, 7))
                     f.set("i", f.add(f.get("i"), 1))
             with f.if_(f.setp("ne", f.and_(f.arg("task"), 1, type=U32), 0, type="b32")):
                 with f.loop() as lp:
                     lp.break_if(f.setp("ge", f.get("i"), w._rounds(f)))
                     token = f.await_(recv(w._chan(f, 0)))
-                    w._record_latency(f)
+                    latency.record(w, f)
                     f.set("tok", token)
                     w._stamp_peer(f)
                     f.await_(send(w._chan(f, 1), f.add(f.mul(f.get("tok"), 3), 1)))
@@ -184,7 +168,7 @@ class PingPongWorkload(Workload):
             rounds[-1] = 0  # no partner
         return {"x": rng.integers(1, 2**32, pairs, dtype=np.uint32), "rounds": rounds,
                 "chans": np.zeros(pairs * 2 * CB // 4, np.uint32),
-                "stats": np.zeros(4 * n, np.uint64)}
+                "stats": latency.zeros(n)}
 
     def reference(self, inputs: dict, n: int) -> np.ndarray:
         x, rounds = inputs["x"].astype(np.uint64), inputs["rounds"]
@@ -205,14 +189,7 @@ class PingPongWorkload(Workload):
         """Wake-to-poll latency (ns; on the emulator, emulated steps) from the stats the
         tasks accumulated over every run of the case, and messages per second."""
         messages = int(inputs["rounds"].astype(np.int64).sum())
-        s = backend.read(self.input_buffer(backend, args_ptr, "stats"), np.uint64,
-                         4 * n).reshape(4, n)
-        count = int(s[COUNT].sum())
-        out = {"messages_per_run": messages}
-        if count:
-            out["wake_to_poll_ns_mean"] = float(s[SUM].sum() / count)
-            out["wake_to_poll_ns_max"] = int(s[MAX].max())
-            out["latency_samples"] = count
+        out = {"messages_per_run": messages, **latency.summary(backend, self, args_ptr, n)}
         if time_ms:
             out["messages_per_s"] = messages / (time_ms * 1e-3)
         return out
