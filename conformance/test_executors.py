@@ -59,8 +59,8 @@ def backend_for(name: str, request, **emu):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-# the small workloads, one pipeline (its K only sets how many FMAs an element gets), irregular
-@pytest.mark.parametrize("workload", [*DEFAULT_WORKLOADS, "pipeline_k16", "irregular"])
+# the small workloads, one pipeline (its K only sets how many FMAs an element gets), the rest
+@pytest.mark.parametrize("workload", [*DEFAULT_WORKLOADS, "pipeline_k16", "irregular", "idle_wait"])
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_results_equal_the_reference(executor, workload, backend, request):
     ex = get_executor(executor)

@@ -1,13 +1,14 @@
 """Workloads, registered by name (architecture §6).
 
 The small workloads run by default; the big ones (``pipeline_k<K>``, one per FMA count in
-``PIPELINE_K``, and ``irregular``) when named, the pipelines singly or by family
+``PIPELINE_K``, ``irregular`` and ``idle_wait``) when named, the pipelines singly or by family
 (``--workload pipeline``).
 """
 
 from harness.errors import PollbenchError
 from workloads.base import Workload
 from workloads.fan_out import FanOutWorkload
+from workloads.idle_wait import IdleWaitWorkload
 from workloads.irregular import IrregularWorkload
 from workloads.ping_pong import PingPongWorkload
 from workloads.pipeline import PIPELINE_K, PipelineWorkload
@@ -16,7 +17,7 @@ from workloads.yield_storm import YieldStormWorkload
 
 _SMALL = (SeedDemoWorkload(), YieldStormWorkload(), PingPongWorkload(), FanOutWorkload())
 _PIPELINES = tuple(PipelineWorkload(k) for k in PIPELINE_K)
-_BIG = (*_PIPELINES, IrregularWorkload())
+_BIG = (*_PIPELINES, IrregularWorkload(), IdleWaitWorkload())
 
 WORKLOADS: dict = {w.name: w for w in (*_SMALL, *_BIG)}
 DEFAULT_WORKLOADS = tuple(w.name for w in _SMALL)  # what a run without --workload runs
