@@ -1,7 +1,7 @@
 """The backoff sweep: ``backoff``'s min/max sleep against wake-to-poll latency and the issue
 slots left to a co-resident compute kernel (``pollbench sweep``, GPU only). An experiment
-over executors, not an executor: it runs ``ping_pong`` under ``embassy`` and ``backoff``
-beside ``experiments.coresident``'s ``fma_spin``."""
+over executors, not an executor: it runs ``ping_pong`` or ``idle_wait`` under ``embassy`` and
+``backoff`` beside ``experiments.coresident``'s ``fma_spin``."""
 
 from __future__ import annotations
 
@@ -19,33 +19,43 @@ DEFAULT_SWEEP = ((32, 256), (128, 1024), (128, 4096), (512, 16384), (2048, 65536
 
 
 
+SWEEP_WORKLOADS = ("ping_pong", "idle_wait")
+
+
 def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, rounds: int = 256,
           pairs_per_block: int = 256, compute_block: int = 256, compute_blocks_per_sm: int = 2,
-          seed: int = 0) -> list:
+          seed: int = 0, workload: str = "ping_pong") -> list:
     """Wake-to-poll latency against the issue slots left to co-resident compute, for
     ``embassy`` (spinning idle workers) and ``backoff`` at each ``(min_ns, max_ns)``.
 
-    Setup (GPU only): ``ping_pong`` with one block of ``2 * pairs_per_block`` threads per
-    SM (every worker is idle about half the time: its task waits for its peer's reply),
+    Setup (GPU only): one block per SM of ``workload`` — ``ping_pong`` with
+    ``2 * pairs_per_block`` threads (every worker is idle about half the time: its task
+    waits for its peer's reply), or ``idle_wait`` with one group of its tasks (a setter and
+    a few waiters parked 10 µs-10 ms: workers idle nearly all the time) —
     and ``experiments.coresident``'s ``fma_spin`` on a second stream with
     ``compute_blocks_per_sm`` blocks of ``compute_block`` threads per SM. For each setting:
-    ping_pong alone (checked, then timed), then ping_pong with fma_spin beside it for half
-    of ping_pong's alone time. Each row: ``latency_ns_alone``/``latency_ns_beside`` (mean
+    the workload alone (checked, then timed), then with fma_spin beside it for half of its
+    alone time. Each row: ``latency_ns_alone``/``latency_ns_beside`` (mean
     wake-to-poll over that run's messages), ``compute_share`` (fma_spin's FMA rate beside
     the executor / alone: the issue slots the executor left over), ``overlap`` (the share
     of the compute window the executor was still running), ``executor_ms_*`` and the
     correctness ``check``.
     """
     from harness.cases import verdict
+    from workloads.idle_wait import GROUP, IdleWaitWorkload
     from workloads.latency import COUNT, ROWS, SUM
     from workloads.ping_pong import PingPongWorkload
 
+    if workload not in SWEEP_WORKLOADS:
+        raise PollbenchError(f"the sweep runs {' or '.join(SWEEP_WORKLOADS)}, not {workload!r}")
     if backend.name != "gpu":
         raise PollbenchError("the backoff sweep measures co-resident kernels: it needs a GPU")
     sms = backend.rt.sm_count
-    block = 2 * pairs_per_block
+    if workload == "ping_pong":
+        block, wl = 2 * pairs_per_block, PingPongWorkload(rounds)
+    else:
+        block, wl = GROUP, IdleWaitWorkload()
     n = sms * block
-    wl = PingPongWorkload(rounds)
     inputs = wl.make_inputs(np.random.default_rng(seed), n)
     want = wl.reference(inputs, n)
     cgrid = sms * compute_blocks_per_sm
@@ -81,7 +91,7 @@ def sweep(backend, settings=DEFAULT_SWEEP, factor: float = DEFAULT_FACTOR, round
 
         beside, lat_beside = latency(lambda: coresident.run_beside(
             backend, start_executor, cgrid, compute_block, duration))
-        rows.append({"executor": label, "min_ns": getattr(ex, "min_ns", None),
+        rows.append({"workload": workload, "executor": label, "min_ns": getattr(ex, "min_ns", None),
                      "max_ns": getattr(ex, "max_ns", None), "factor": getattr(ex, "factor", None),
                      "check": check, "executor_ms_alone": alone.time_ms,
                      "executor_ms_beside": beside["executor_ms"],

@@ -247,7 +247,7 @@ def cmd_sweep(args) -> int:
                              f"({unavailable_reason().split(';')[0]})")
     _backend_name("gpu", args.device)
     with make_backend("gpu", args.device) as backend:
-        rows = sweep(backend, seed=args.seed)
+        rows = sweep(backend, seed=args.seed, workload=args.workload)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -631,6 +631,9 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("sweep", help="GPU: backoff's min/max sleep against wake-to-poll "
                         "latency and the issue slots left to co-resident compute")
     seed(sp)
+    sp.add_argument("--workload", choices=["ping_pong", "idle_wait"], default="ping_pong",
+                    help="ping_pong (workers idle about half the time; default) or idle_wait "
+                         "(a few tasks a block parked 10 µs-10 ms)")
     sp.add_argument("--json", action="store_true",
                     help="print the rows as JSON (for pollbench plot --sweep) instead of a table")
     common(sp, arch=False)

@@ -474,7 +474,8 @@ def resources_table(title: str, rows: list) -> Table:
 
 def sweep_table(rows: list) -> Table:
     """``pollbench sweep``: one row per executor setting (``experiments.backoff_sweep``)."""
-    t = Table(title="backoff sweep: ping_pong beside a co-resident FMA kernel")
+    workload = (rows[0].get("workload") if rows else None) or "ping_pong"
+    t = Table(title=f"backoff sweep: {workload} beside a co-resident FMA kernel")
     cols = ("executor", "min_ns", "max_ns", "latency_ns_alone", "latency_ns_beside",
             "compute_share", "overlap", "check")
     for c in cols:

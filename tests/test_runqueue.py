@@ -79,6 +79,8 @@ def test_backoff_parameters():
         a.build(m, root)
     with pytest.raises(PollbenchError, match="needs a GPU"):
         sweep(EmuBackend())
+    with pytest.raises(PollbenchError, match="ping_pong or idle_wait, not 'fan_out'"):
+        sweep(EmuBackend(), workload="fan_out")
 
 
 def test_backoff_emits_capped_growth():
