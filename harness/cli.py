@@ -123,12 +123,17 @@ def cmd_inspect(args) -> int:
                 console.print(f"{ex.name} x {wl.name}: not applicable ({e})")
                 break
             compiled = compile_ptx(m.to_ptx(), arch)
-            for name in (kernel.name, baseline) if not rows else (kernel.name,):
+            # the first build also lists the baseline and the workload's reference kernels
+            # (at their own block size where they declare one)
+            others = [baseline] + [f.name for f in m.functions.values() if f.kind == "entry"
+                                   and f.name not in (kernel.name, baseline)]
+            for name in [kernel.name] + (others if not rows else []):
                 if name and name in compiled.resources:
                     res = compiled.resources[name]
                     dynamic = kernel.dynamic_smem if name == kernel.name else 0
-                    occ = theoretical_occupancy(res, args.block, arch, dynamic)
-                    rows.append((name, res, args.block, occ, dynamic))
+                    block = (m.functions[name].maxntid if name != kernel.name else None) or args.block
+                    occ = theoretical_occupancy(res, block, arch, dynamic)
+                    rows.append((name, res, block, occ, dynamic))
         if rows:
             console.print(resources_table(f"{ex.name} x {wl.name} on {arch}", rows))
     return 0
