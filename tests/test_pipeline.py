@@ -147,3 +147,14 @@ def test_a_pipeline_case_and_its_roofline_on_this_gpu(gpu_backend):
     assert 0 < m["of_roofline"] <= 1.05 and 0 < m["baseline_of_roofline"] <= 1.05
     if "tma" in refs:
         assert refs["tma"]["check"] == "pass" and 0 < refs["tma"]["of_roofline"] <= 1.05
+
+
+def test_inspect_lists_the_reference_kernels(capsys):
+    from harness.cli import main
+
+    assert main(["inspect", "--workload", "pipeline_k16", "--executor", "block_on"]) == 0
+    out = capsys.readouterr().out
+    for name in ("pipeline_k16_baseline", "pipeline_k16_tma", "roofline_fma"):
+        assert name in out, name
+    tma_row = next(line for line in out.splitlines() if "pipeline_k16_tma" in line)
+    assert "160" in tma_row  # at its own block size (1 producer + 4 consumer warps)
