@@ -60,11 +60,16 @@ def backend_for(name: str, request, **emu):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 # the small workloads, one pipeline (its K only sets how many FMAs an element gets), the rest
-@pytest.mark.parametrize("workload", [*DEFAULT_WORKLOADS, "pipeline_k16", "irregular", "idle_wait"])
+@pytest.mark.parametrize("workload", [*DEFAULT_WORKLOADS, "pipeline_k16", "irregular", "idle_wait",
+                                      "matmul_1024"])
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_results_equal_the_reference(executor, workload, backend, request):
     ex = get_executor(executor)
-    if backend == "emu":  # CI: the first granularity, both dispatch modes on one workload
+    wl = get_workload(workload)
+    if wl.cooperative:  # a tile's tasks, polled by a block together: block granularity
+        combos = [(d, "block") for d in ex.dispatch_modes]
+        n, block = (2 * wl.cooperative if backend == "emu" else 1 << 16), wl.cooperative
+    elif backend == "emu":  # CI: the first granularity, both dispatch modes on one workload
         combos = [("direct", ex.granularities[0])]
         if workload == "yield_storm":
             combos.append(("indirect", ex.granularities[0]))
@@ -74,7 +79,7 @@ def test_results_equal_the_reference(executor, workload, backend, request):
         n, block = 1 << 16, 128
     be = backend_for(backend, request, policy="random", seed=7)
     for dispatch, gran in combos:
-        spec = CaseSpec(executor, workload, dispatch, gran, ntasks=n,
+        spec = CaseSpec(executor, workload, dispatch, gran, ntasks=wl.tasks(n),
                         block=32 if gran == "warp" and block < 32 else block, seed=11)
         try:
             r = run_case(spec, be, repeats=1, instrument=False)

@@ -155,6 +155,9 @@ class Executor:
     granularities: tuple = ("thread",)
     summary = ""
     supports_spawn = False  # has a run queue that tasks can spawn onto
+    # at block granularity, every thread of a block polls its own task at the same time as
+    # the others (one loop in lockstep): a cooperative workload's tile can run on it
+    polls_block_together = False
     dispatch_modes: tuple = ("direct", "indirect")  # what build() accepts
     frame_space = "global"  # where task frames live
     # racecheck follows barriers, not atomics: an executor whose shared-memory hand-offs are

@@ -27,6 +27,7 @@ class BlockOn(Executor):
     name = "block_on"
     granularities = ("thread", "warp", "block")
     dispatch_modes = ("inline", "direct", "indirect")
+    polls_block_together = True  # the block loops until all its tasks are Ready, together
     summary = "each worker polls one root future until Ready; wake is a no-op"
 
     def emit_module(self, build: ExecutorBuild) -> None:

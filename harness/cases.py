@@ -39,7 +39,7 @@ def case_specs(executors, workloads, ntasks: int = 1 << 20, block: int = 128, se
     None for all) keep them; cases an executor cannot run are kept (they are skips)."""
     exs = [get_executor(e) if isinstance(e, str) else e for e in executors]
     wls = [get_workload(w) if isinstance(w, str) else w for w in workloads]
-    return [CaseSpec(ex.name, wl.name, d, g, ntasks, block, seed)
+    return [CaseSpec(ex.name, wl.name, d, g, wl.tasks(ntasks), block, seed)
             for ex in exs for wl in wls
             for d in ex.dispatch_modes if not dispatch or d in dispatch
             for g in ex.granularities if not granularity or g in granularity]
@@ -98,6 +98,11 @@ def unsupported_reason(spec: CaseSpec) -> str | None:
     ex, wl = get_executor(spec.executor), get_workload(spec.workload)
     if wl.requires_spawn and not ex.supports_spawn:
         return f"{wl.name} spawns tasks and {ex.name} has no run queue to spawn onto"
+    if wl.cooperative and not (ex.polls_block_together and spec.granularity == "block"):
+        return (f"{wl.name}'s tasks are the {wl.cooperative} threads of a tile, polled "
+                f"together: {ex.name} at {spec.granularity} granularity polls them one by one")
+    if wl.cooperative and spec.block != wl.cooperative:
+        return f"{wl.name} polls a tile's tasks as one block of {wl.cooperative}, not {spec.block}"
     return None
 
 
@@ -156,7 +161,11 @@ def build_case(spec: CaseSpec, arch: str = "sm_90", instrument: bool = False):
 
 
 def verdict(got: np.ndarray, want: np.ndarray) -> str:
-    """"pass", or how many outputs differ from the reference and the first that does."""
+    """"pass", or how many outputs differ from the reference and the first that does. A
+    partial answer (``want`` with a ``verdict`` method: a matmul's sampled tiles) judges
+    the output itself."""
+    if hasattr(want, "verdict"):
+        return want.verdict(got)
     if got.shape != want.shape:
         return f"FAIL: {got.size} outputs, expected {want.size}"
     bad = np.flatnonzero(got != want)
@@ -308,7 +317,7 @@ class _Case:
             res.baseline_timing, res.baseline_ms = bstats, bstats.median_ms
         for ref, row in self.refs:
             if row["check"] in (None, "pass"):
-                rstats = _time(be, lambda ref=ref: ref.enqueue(be), timing, True)
+                rstats = _time(be, lambda ref=ref: ref.enqueue(be), timing, ref.graph_safe)
                 row.update(ms=rstats.median_ms, samples=rstats.samples,
                            noise=rstats.rel_stddev)
 

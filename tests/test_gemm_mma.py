@@ -53,8 +53,8 @@ def test_ptxas_takes_it_without_spills():
     mod = Module(arch="sm_90")
     gemm_mma.build(mod)
     res = compile_ptx(mod.to_ptx(), "sm_90").resources[gemm_mma.KERNEL]
-    assert res.spill_stores == 0  # two stages of both operands' tiles:
-    assert res.shared_static == 2 * 2 * gemm_mma.STAGE_BYTES
+    assert res.spill_stores == 0  # two stages of both operands' tiles and their barriers
+    assert res.shared_static == 2 * gemm_mma.STAGES * gemm_mma.STAGE_BYTES + 8 * gemm_mma.STAGES
 
 
 @requires_gpu

@@ -9,6 +9,7 @@ then the task count, then the workload's ``table_extras`` (sizes read at run tim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -33,7 +34,9 @@ class Reference:
     reference measurements): a second baseline, or a roofline yardstick.
 
     It is a kernel of the case module (``kernel`` with ``grid``, ``block``, ``args``,
-    ``shared``) or the driver's device copy (``copy = (dst, src, nbytes)``). ``output``
+    ``shared``), the driver's device copy (``copy = (dst, src, nbytes)``) or a library
+    call that queues its work on the backend's stream (``call``, e.g. cuBLAS through torch;
+    ``graph_safe=False``: timed one run a sample, never captured). ``output``
     (pointer, element count) is checked against the case's own numpy answer after one run;
     ``roof`` marks a yardstick: ``"bandwidth"`` (its bytes per second bound memory-bound
     work) or ``"compute"`` (its FLOP/s bound the rest)."""
@@ -49,13 +52,15 @@ class Reference:
     copy: tuple | None = None
     output: tuple | None = None
     roof: str | None = None
+    call: Callable | None = None
+    graph_safe: bool = True
 
     def launch(self, backend, checked: bool = False) -> None:
         """One run (``checked``: under the watchdog, waited for)."""
-        if self.copy is not None:
-            backend.copy(*self.copy)
+        if self.copy is not None or self.call is not None:
+            self.enqueue(backend)
             if checked and backend.name == "gpu":
-                backend.rt.sync_stream(f"the {self.name} reference's copy")
+                backend.rt.sync_stream(f"the {self.name} reference")
         else:
             backend.launch(self.kernel, self.grid, self.block, list(self.args), checked=checked,
                            shared=self.shared)
@@ -64,6 +69,8 @@ class Reference:
         """Queue one run (what the timing protocol times)."""
         if self.copy is not None:
             backend.copy(*self.copy)
+        elif self.call is not None:
+            self.call()
         else:
             backend.enqueue(self.kernel, self.grid, self.block, list(self.args), self.shared)
 
@@ -77,6 +84,14 @@ class Workload:
     outputs_per_task = 1
     output_dtype = np.int32
     requires_spawn = False  # its tasks spawn tasks: only executors with a run queue run it
+    # > 0: a task is one thread of a group of this many that its block polls together
+    # (matmul's tile): only an executor that polls a block's tasks in lockstep runs it
+    cooperative = 0
+
+    def tasks(self, n: int) -> int:
+        """The task count of a case asked for ``n`` tasks (``n``, unless the workload's
+        size is its own, as a matmul's shape is)."""
+        return n
 
     def spawn_capacity(self, n: int) -> int:
         """Task slots the workload may spawn beyond its ``n`` roots."""

@@ -1,26 +1,34 @@
-"""A bf16 GEMM on tensor cores with ``mma.sync`` (sm_80+): ``C = A @ B``, A (M x K) and
+"""A bf16 GEMM tile on tensor cores with ``mma.sync`` (sm_80+): ``C = A @ B``, A (M x K) and
 ``Bt = B.T`` (N x K) row-major bf16, C (M x N) row-major f32 with f32 accumulation.
 
-The portable kernel of the ``matmul`` workload's plan (for sm_80/sm_89 and the emulator; the
-sm_90 baseline is to be TMA + ``wgmma``): a block of 4 warps computes a 64 x 64 tile, each
-warp 32 x 32 (2 x 4 ``mma.m16n8k16``); K advances 32 at a time through two shared-memory
-stages filled with ``cp.async`` (the next stage loads while this one is multiplied), and
-fragments come from shared memory with ``ldmatrix``. Shapes must be multiples of the tile
-(M, N of 64, K of 32). Not yet tuned (no swizzle against ldmatrix bank conflicts, no larger
-tiles): correct first; its speed is measured on a GPU.
+One tile code, three users: the plain kernel here (``gemm_mma_bf16``, its own parameters),
+and the ``matmul`` workload's baseline kernel and task (``workloads/matmul.py``). A block of
+4 warps computes a 64 x 64 tile, each warp 32 x 32 (2 x 4 ``mma.m16n8k16``); K advances 32
+at a time through two shared-memory stages filled with ``cp.async``, whose completion each
+thread signals on the stage's mbarrier (``cp.async.mbarrier.arrive.noinc``): waiting for a
+stage is a test of the barrier's phase parity, which a kernel spins on and a task awaits (a
+leaf future whose poll is that test). Fragments come from shared memory with ``ldmatrix``.
+Shapes must be multiples of the tile (M, N of 64, K of 32). Not tuned (no swizzle against
+ldmatrix bank conflicts, no larger tiles, no wgmma): the portable tile, correct first.
+
+The code between waits keeps what crosses a wait in ``TileState`` (registers in a kernel,
+frame slots in a task) and recomputes the rest (addresses) from the tile's inputs after it:
+a future's lowering refuses a register live across a suspension that is not a slot.
 """
 
 from __future__ import annotations
 
-from harness.ptx import Builder, Module
+from harness.ptx import Builder, Module, Sym
 from harness.ptx.types import F32, U32, U64
 
 BM = BN = 64
 BK = 32
 THREADS = 128
+STAGES = 2
 STAGE_BYTES = BM * BK * 2  # one operand tile of one stage
 KERNEL = "gemm_mma_bf16"
 PARAMS = (("a", U64), ("bt", U64), ("c", U64), ("m", U32), ("n", U32), ("k", U32))
+ACC = 2 * 4 * 4  # f32 accumulators per thread: 2 x 4 mma tiles, 4 each
 
 
 def blocks_for(m: int, n: int) -> int:
@@ -28,88 +36,159 @@ def blocks_for(m: int, n: int) -> int:
     return (m // BM) * (n // BN)
 
 
-def build(module: Module, name: str = KERNEL) -> str:
-    """Emit the GEMM kernel into ``module``; returns its name. Launch with ``blocks_for(M,
-    N)`` blocks of ``THREADS`` threads."""
-    b = Builder.entry(module, name, PARAMS, maxntid=THREADS)
-    a_ptr, bt_ptr, c_ptr = b.param("a"), b.param("bt"), b.param("c")
-    n, k = b.param("n"), b.param("k")
-    a_s = b.mov(Builder.shared(module, f"{name}_a", 2 * STAGE_BYTES, 128), type=U32)
-    b_s = b.mov(Builder.shared(module, f"{name}_b", 2 * STAGE_BYTES, 128), type=U32)
-    tid = b.special("tid.x")
-    lane, warp = b.and_(tid, 31, type=U32), b.div(tid, 32, type=U32)
-    wm, wn = b.div(warp, 2, type=U32), b.rem(warp, 2, type=U32)
-    tiles_n = b.div(n, BN, type=U32)
-    bx, by = b.rem(b.special("ctaid.x"), tiles_n, type=U32), b.div(b.special("ctaid.x"), tiles_n, type=U32)
-    ktiles = b.div(k, BK, type=U32)
+def shared_arrays(module: Module, prefix: str) -> tuple:
+    """The tile's shared memory in ``module`` (declared once per prefix): both operands'
+    stages and one mbarrier per stage. Returns their symbols (a, b, barriers)."""
+    names = (f"{prefix}_a", f"{prefix}_b", f"{prefix}_bar")
+    declared = {g.name for g in module.globals}
+    if names[0] not in declared:
+        Builder.shared(module, names[0], STAGES * STAGE_BYTES, 128)
+        Builder.shared(module, names[1], STAGES * STAGE_BYTES, 128)
+        Builder.shared(module, names[2], 8 * STAGES, 8)
+    return tuple(Sym(n) for n in names)
 
-    def load_stage(stage, kt):
-        """Queue this thread's 16-byte chunks of both operands' k-tile ``kt`` (2 each)."""
-        for part in range(2):
-            chunk = b.add(tid, THREADS * part, type=U32)
-            row, c16 = b.div(chunk, 4, type=U32), b.rem(chunk, 4, type=U32)
-            col = b.mad(kt, BK, b.mul(c16, 8, type=U32), type=U32)  # in elements
-            off = b.mad(row, BK * 2, b.mul(c16, 16, type=U32), type=U32)
-            for src, tile, dst in ((a_ptr, by, a_s), (bt_ptr, bx, b_s)):
-                grow = b.mad(tile, BM, row, type=U32)
-                elem = b.mad(grow, k, col, type=U32)
-                b.cp_async(b.add(b.mad(stage, STAGE_BYTES, dst, type=U32), off, type=U32),
-                           b.element_addr(src, elem, 2), 16, cache="cg")
-        b.cp_async_commit()
 
-    acc = [[[b.mov(0.0, type=F32) for _ in range(4)] for _ in range(4)] for _ in range(2)]
-    g8, r8 = b.div(lane, 8, type=U32), b.rem(lane, 8, type=U32)
+class TileState:
+    """The values a tile keeps across waits: ``kt`` (the K step) and the accumulators.
+    ``get``/``set`` registers in a kernel; a task's are its frame slots."""
 
-    def multiply(stage):
-        abase = b.mad(stage, STAGE_BYTES, a_s, type=U32)
-        bbase = b.mad(stage, STAGE_BYTES, b_s, type=U32)
-        for kk in range(BK // 16):
-            afrag = []
-            for mi in range(2):  # matrices: rows +0/+8 (bit 0 of g8), k +0/+8 (bit 1)
-                row = b.add(b.mad(wm, 32, r8, type=U32),
-                            b.add(mi * 16, b.mul(b.and_(g8, 1, type=U32), 8, type=U32), type=U32),
-                            type=U32)
-                col = b.add(kk * 16, b.mul(b.shr(g8, 1, type=U32), 8, type=U32), type=U32)
-                afrag.append(b.ldmatrix(b.add(abase, b.mad(row, BK * 2, b.mul(col, 2, type=U32),
-                                                          type=U32), type=U32), 4))
-            bfrag = []
-            for pair in range(2):  # matrices: n-tile 2*pair (+1 for bit 1), k +0/+8 (bit 0)
-                nrow = b.add(b.mad(wn, 32, r8, type=U32),
-                             b.add(pair * 16, b.mul(b.shr(g8, 1, type=U32), 8, type=U32),
-                                   type=U32), type=U32)
-                col = b.add(kk * 16, b.mul(b.and_(g8, 1, type=U32), 8, type=U32), type=U32)
-                d = b.ldmatrix(b.add(bbase, b.mad(nrow, BK * 2, b.mul(col, 2, type=U32),
-                                                  type=U32), type=U32), 4)
-                bfrag += [d[0:2], d[2:4]]
-            for mi in range(2):
-                for ni in range(4):
-                    b.mma_bf16(afrag[mi], bfrag[ni], acc[mi][ni], dst=acc[mi][ni])
+    def __init__(self, b, get, set_):
+        self.b, self.get, self.set = b, get, set_
 
-    load_stage(b.mov(0, type=U32), b.mov(0, type=U32))
-    kt = b.mov(0, type=U32)
+    @classmethod
+    def registers(cls, b: Builder) -> "TileState":
+        regs = {"kt": b.mov(0, type=U32)}
+        regs.update({f"acc{i}": b.mov(0.0, type=F32) for i in range(ACC)})
+        return cls(b, regs.__getitem__, lambda name, v: b.mov(v, dst=regs[name]))
+
+    @classmethod
+    def slots(cls, f) -> "TileState":
+        f.local("kt", U32)
+        f.set("kt", f.mov(0, type=U32))
+        for i in range(ACC):
+            f.local(f"acc{i}", F32)
+            f.set(f"acc{i}", f.mov(0.0, type=F32))
+        return cls(f, f.get, f.set)
+
+
+def emit_tile(b, smem: tuple, inputs, state: TileState, wait) -> None:
+    """The whole tile. ``inputs(b)`` gives what the tile reads, recomputed wherever needed
+    (a dict: ``a``, ``bt``, ``c`` u64; ``n``, ``k``; ``tile``, the block's index over the
+    output's 64 x 64 tiles, row-major; ``tid``, 0..127 in the block). Barrier init, the K
+    loop (load the next stage, ``wait(b, barrier, parity)`` for this one, multiply, a block
+    barrier before the stage is refilled), then the store. barrier init, the K loop (load the next stage, ``wait(b, barrier,
+    parity)`` for this one, multiply, a block barrier before the stage is refilled), then
+    the store. Every thread of the block runs it together."""
+    a_sym, b_sym, bar_sym = smem
+    t = inputs(b)
+    with b.if_(b.setp("eq", t["tid"], 0, type=U32)):
+        for s in range(STAGES):  # one arrival per thread and phase: .noinc arrives
+            b.mbarrier_init(b.add(b.mov(bar_sym, type=U32), 8 * s, type=U32), THREADS)
+    b.bar_sync(0)  # the barriers are initialised before any thread arrives on them
+    _load_stage(b, t, smem, b.mov(0, type=U32), b.mov(0, type=U32))
     with b.loop() as lp:
-        lp.break_if(b.setp("ge", kt, ktiles, type=U32))
+        t = inputs(b)
+        kt = state.get("kt")
+        lp.break_if(b.setp("ge", kt, b.div(t["k"], BK, type=U32), type=U32))
         nxt = b.add(kt, 1, type=U32)
-        more = b.setp("lt", nxt, ktiles, type=U32)
-        with b.if_(more):
-            load_stage(b.and_(nxt, 1, type=U32), nxt)
-            b.cp_async_wait(1)  # this stage has landed; the next one may still be in flight
-        with b.if_(more, negate=True):
-            b.cp_async_wait(0)
-        b.bar_sync(0)
-        multiply(b.and_(kt, 1, type=U32))
-        b.bar_sync(0)  # nobody overwrites this stage while another warp still reads it
-        b.add(kt, 1, dst=kt)
+        with b.if_(b.setp("lt", nxt, b.div(t["k"], BK, type=U32), type=U32)):
+            # the stage it fills was read in step kt - 1, before that step's bar.sync
+            _load_stage(b, t, smem, b.and_(nxt, 1, type=U32), nxt)
+        stage = b.and_(kt, 1, type=U32)
+        wait(b, b.mad(stage, 8, b.mov(bar_sym, type=U32), type=U32),
+             b.and_(b.shr(kt, 1, type=U32), 1, type=U32))
+        t = inputs(b)
+        kt = state.get("kt")
+        acc = [state.get(f"acc{i}") for i in range(ACC)]
+        _multiply(b, t, smem, b.and_(kt, 1, type=U32), acc)
+        for i, v in enumerate(acc):
+            state.set(f"acc{i}", v)
+        b.bar_sync(0)  # nobody refills this stage while another warp still reads it
+        state.set("kt", b.add(kt, 1, type=U32))
+    _store(b, inputs(b), [state.get(f"acc{i}") for i in range(ACC)])
 
+
+def _load_stage(b, t: dict, smem: tuple, stage, kt) -> None:
+    """Queue this thread's 16-byte chunks of both operands' k-tile ``kt`` (2 each) into
+    ``stage``, then arrive on the stage's barrier when they have landed."""
+    a_sym, b_sym, bar_sym = smem
+    tiles_n = b.div(t["n"], BN, type=U32)
+    by, bx = b.div(t["tile"], tiles_n, type=U32), b.rem(t["tile"], tiles_n, type=U32)
+    for part in range(2):
+        chunk = b.add(t["tid"], THREADS * part, type=U32)
+        row, c16 = b.div(chunk, 4, type=U32), b.rem(chunk, 4, type=U32)
+        col = b.mad(kt, BK, b.mul(c16, 8, type=U32), type=U32)  # in elements
+        off = b.mad(row, BK * 2, b.mul(c16, 16, type=U32), type=U32)
+        for src, tile, sym in ((t["a"], by, a_sym), (t["bt"], bx, b_sym)):
+            elem = b.mad(b.mad(tile, BM, row, type=U32), t["k"], col, type=U32)
+            dst = b.add(b.mad(stage, STAGE_BYTES, b.mov(sym, type=U32), type=U32), off,
+                        type=U32)
+            b.cp_async(dst, b.element_addr(src, elem, 2), 16, cache="cg")
+    b.cp_async_mbarrier_arrive(b.mad(stage, 8, b.mov(bar_sym, type=U32), type=U32))
+
+
+def _multiply(b, t: dict, smem: tuple, stage, acc: list) -> None:
+    """``acc += A_stage x B_stage`` for this warp's 32 x 32 (accumulators in place)."""
+    a_sym, b_sym, _ = smem
+    lane, warp = b.and_(t["tid"], 31, type=U32), b.div(t["tid"], 32, type=U32)
+    wm, wn = b.div(warp, 2, type=U32), b.rem(warp, 2, type=U32)
+    g8, r8 = b.div(lane, 8, type=U32), b.rem(lane, 8, type=U32)
+    abase = b.mad(stage, STAGE_BYTES, b.mov(a_sym, type=U32), type=U32)
+    bbase = b.mad(stage, STAGE_BYTES, b.mov(b_sym, type=U32), type=U32)
+    for kk in range(BK // 16):
+        afrag = []
+        for mi in range(2):  # matrices: rows +0/+8 (bit 0 of g8), k +0/+8 (bit 1)
+            row = b.add(b.mad(wm, 32, r8, type=U32),
+                        b.add(mi * 16, b.mul(b.and_(g8, 1, type=U32), 8, type=U32), type=U32),
+                        type=U32)
+            col = b.add(kk * 16, b.mul(b.shr(g8, 1, type=U32), 8, type=U32), type=U32)
+            afrag.append(b.ldmatrix(b.add(abase, b.mad(row, BK * 2, b.mul(col, 2, type=U32),
+                                                      type=U32), type=U32), 4))
+        bfrag = []
+        for pair in range(2):  # matrices: n-tile 2*pair (+1 for bit 1), k +0/+8 (bit 0)
+            nrow = b.add(b.mad(wn, 32, r8, type=U32),
+                         b.add(pair * 16, b.mul(b.shr(g8, 1, type=U32), 8, type=U32),
+                               type=U32), type=U32)
+            col = b.add(kk * 16, b.mul(b.and_(g8, 1, type=U32), 8, type=U32), type=U32)
+            d = b.ldmatrix(b.add(bbase, b.mad(nrow, BK * 2, b.mul(col, 2, type=U32),
+                                              type=U32), type=U32), 4)
+            bfrag += [d[0:2], d[2:4]]
+        for mi in range(2):
+            for ni in range(4):
+                c = acc[16 * mi + 4 * ni: 16 * mi + 4 * ni + 4]
+                b.mma_bf16(afrag[mi], bfrag[ni], c, dst=c)
+
+
+def _store(b, t: dict, acc: list) -> None:
+    lane, warp = b.and_(t["tid"], 31, type=U32), b.div(t["tid"], 32, type=U32)
+    wm, wn = b.div(warp, 2, type=U32), b.rem(warp, 2, type=U32)
+    tiles_n = b.div(t["n"], BN, type=U32)
+    by, bx = b.div(t["tile"], tiles_n, type=U32), b.rem(t["tile"], tiles_n, type=U32)
     g, tig = b.div(lane, 4, type=U32), b.rem(lane, 4, type=U32)
     for mi in range(2):
         for ni in range(4):
-            for i, v in enumerate(acc[mi][ni]):
+            for i in range(4):
                 row = b.add(b.mad(by, BM, b.mad(wm, 32, g, type=U32), type=U32),
                             mi * 16 + 8 * (i >= 2), type=U32)
                 col = b.add(b.mad(bx, BN, b.mad(wn, 32, b.mul(tig, 2, type=U32), type=U32),
                                   type=U32), ni * 8 + (i & 1), type=U32)
-                b.st("global", b.element_addr(c_ptr, b.mad(row, n, col, type=U32), 4), v,
-                     type=F32)
+                b.st("global", b.element_addr(t["c"], b.mad(row, t["n"], col, type=U32), 4),
+                     acc[16 * mi + 4 * ni + i], type=F32)
+
+
+def spin_wait(b: Builder, bar, parity) -> None:
+    """A kernel's wait for a stage: spin on the barrier's phase parity."""
+    with b.loop() as lp:
+        lp.break_if(b.mbarrier_wait(bar, parity, parity=True))
+
+
+def build(module: Module, name: str = KERNEL) -> str:
+    """Emit the GEMM kernel into ``module``; returns its name. Launch with ``blocks_for(M,
+    N)`` blocks of ``THREADS`` threads."""
+    b = Builder.entry(module, name, PARAMS, maxntid=THREADS)
+    regs = {"a": b.param("a"), "bt": b.param("bt"), "c": b.param("c"), "n": b.param("n"),
+            "k": b.param("k"), "tile": b.special("ctaid.x"), "tid": b.special("tid.x")}
+    emit_tile(b, shared_arrays(module, name), lambda _b: regs, TileState.registers(b),
+              spin_wait)
     b.ret()
     return name

@@ -276,13 +276,22 @@ class Thread:
     def cp_async_bulk(self, dst: int, src: int, n: int, mbar: int) -> None:
         """Queue a bulk copy that completes ``n`` transaction bytes on ``mbar`` when it lands
         (at the first wait on ``mbar``: data read before waiting is still the old data)."""
-        self.block.bulk_pending.setdefault(mbar, []).append((dst, src, n))
+        self.block.bulk_pending.setdefault(mbar, []).append((dst, src, n, n))
+
+    def cp_async_arrive_on(self, mbar: int) -> None:
+        """``cp.async.mbarrier.arrive``: every cp.async this thread issued and has not
+        waited for now lands with ``mbar``'s copies (at the first wait on it), completing
+        no transaction bytes (the arrive itself is the caller's)."""
+        for group in self.cp_groups + [self.cp_pending]:
+            for dst, src, n in group:
+                self.block.bulk_pending.setdefault(mbar, []).append((dst, src, n, 0))
+        self.cp_groups, self.cp_pending = [], []
 
     def land_bulk_copies(self, mbar: int) -> list:
-        """The copies queued on ``mbar``, now written to shared memory (the caller completes
-        their transaction bytes)."""
+        """The copies queued on ``mbar``, now written to shared memory: (dst, src, bytes,
+        transaction bytes) each, whose transaction bytes the caller completes."""
         done = self.block.bulk_pending.pop(mbar, [])
-        for dst, src, n in done:
+        for dst, src, n, _tx in done:
             for off in range(0, n, 8):
                 size = min(8, n - off)
                 self.block.shared.store(dst + off, size, self.emu.mem.load(src + off, size))

@@ -518,6 +518,13 @@ class Builder:
         self.emit("cp.async", (cache, "shared", "global"), (), None,
                   (self._addr(dst), self._addr(src), Imm(size, U32)))
 
+    def cp_async_mbarrier_arrive(self, mbar) -> None:
+        """``cp.async.mbarrier.arrive.noinc.shared.b64``: arrive on the mbarrier ``mbar`` once
+        this thread's earlier cp.asyncs have landed (sm_80); ``.noinc``: the barrier's init
+        count includes this arrival. A wait on ``mbar`` then stands for the copies."""
+        self.emit("cp.async.mbarrier.arrive", ("noinc", "shared"), (TYPES["b64"],), None,
+                  (self._addr(mbar),))
+
     def cp_async_commit(self) -> None:
         self.emit("cp.async.commit_group")
 

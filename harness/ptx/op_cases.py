@@ -619,6 +619,25 @@ def case_mbarrier_cp_async() -> list:
         b.ret()
         return "t_cp_async_bulk"
 
+    def build_cp_arrive(m):
+        """Every thread cp.asyncs its 16 bytes and arrives (noinc) on a barrier that expects
+        the whole block; each waits for phase 0 and reads its neighbour's bytes."""
+        b, i, ins, outs = _kernel(m, "t_cp_async_arrive", 1, 1)
+        sm = b.mov(Builder.shared(m, "t_cpa_buf", 128 * 16, 128), type=U32)
+        bar = Builder.shared(m, "t_cpa_bar", 8, align=8)
+        tid = b.special("tid.x")
+        with b.if_(b.setp("eq", tid, 0)):
+            b.mbarrier_init(bar, b.special("ntid.x"))
+        b.bar_sync(0)
+        b.cp_async(b.mad(tid, 16, sm, type=U32), b.element_addr(ins[0], i, 16), 16, cache="cg")
+        b.cp_async_mbarrier_arrive(bar)
+        with b.loop() as lp:
+            lp.break_if(b.mbarrier_wait(bar, b.mov(0, type=U32), parity=True))  # sm_80
+        v = b.ld("shared", b.mad(b.xor(tid, 1), 16, sm, type=U32), U32, vec=4)
+        b.st("global", b.element_addr(outs[0], i, 16), v)
+        b.ret()
+        return "t_cp_async_arrive"
+
     return [DiffCase("cp.async.bulk + mbarrier expect_tx/complete_tx", ("cp.async.bulk",),
                      build_bulk, lambda rng: [rand_values(rng, U32, 4 * N)],
                      [Output("out0", "u4", 4 * N)], ref_cp),
@@ -626,7 +645,10 @@ def case_mbarrier_cp_async() -> list:
                      lambda rng: [], [Output("out0", "u4")], ref_mbar),
             DiffCase("cp.async + commit/wait_group", ("cp.async", "cp.async.commit_group",
                                                      "cp.async.wait_group"), build_cp,
-                     lambda rng: [rand_values(rng, U32, 4 * N)], [Output("out0", "u4", 4 * N)], ref_cp)]
+                     lambda rng: [rand_values(rng, U32, 4 * N)], [Output("out0", "u4", 4 * N)], ref_cp),
+            DiffCase("cp.async + mbarrier.arrive.noinc", ("cp.async.mbarrier.arrive",),
+                     build_cp_arrive, lambda rng: [rand_values(rng, U32, 4 * N)],
+                     [Output("out0", "u4", 4 * N)], ref_cp)]
 
 
 def case_control() -> list:

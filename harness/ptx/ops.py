@@ -648,8 +648,9 @@ def _mbarrier(t, ins):
     # copies queued on this barrier land first (a valid schedule: they are in flight).
     mem, state = ins.srcs
     addr = t.addr(mem)
-    for _dst, _src, n in t.land_bulk_copies(addr):
-        _mbar_update(t, addr, tx=-n)
+    for _dst, _src, _n, tx in t.land_bulk_copies(addr):
+        if tx:
+            _mbar_update(t, addr, tx=-tx)
     _, _, _, phase = _mbar_split(t.load("shared", addr, 8))
     if "parity" in ins.mods:
         waited = t.val(state, TYPES["u32"]) & 1
@@ -668,6 +669,17 @@ def _cp_async_bulk(t, ins):
     if n % 16 or t.addr(dst) % 16 or t.addr(src) % 16:
         t.trap(f"cp.async.bulk of {n} bytes: size and addresses must be multiples of 16")
     t.cp_async_bulk(t.addr(dst), t.addr(src), n, t.addr(mbar))
+
+
+@op("cp.async.mbarrier.arrive")
+def _cp_async_arrive(t, ins):
+    """cp.async.mbarrier.arrive.noinc.shared.b64 [mbar]: an arrive-on ``mbar`` that fires
+    once the thread's earlier cp.asyncs have landed. ``.noinc``: the arrival counts against
+    the barrier's expected count (its init counted it). The emulator arrives at once and
+    lands the copies at the first wait on ``mbar`` (data read before waiting is old)."""
+    addr = t.addr(ins.srcs[0])
+    t.cp_async_arrive_on(addr)
+    _mbar_update(t, addr, arrivals=1)
 
 
 def _spell_cp_async(ins, guard):

@@ -1,0 +1,220 @@
+"""``matmul_<shape>``: a bf16 GEMM on tensor cores (f32 accumulation), as tasks.
+
+``C = A @ B`` with A (M x K) and ``Bt = B.T`` (N x K) row-major bf16 and C (M x N) f32. One
+64 x 64 output tile is the work of a block of 128 threads (``workloads/gemm_mma.py``'s tile
+code: ``mma.sync`` fragments, two ``cp.async`` stages, one mbarrier per stage). As tasks,
+each thread of a tile is a task and the tile's 128 tasks are polled *together* by one block
+worker: a *cooperative* task. Waiting for a stage is an awaited leaf future
+(``stage_landed``) whose poll tests the stage barrier's phase parity and agrees with the
+block (``bar.red.and``) whether it is Ready, so every thread of the tile suspends or goes on
+together; the accumulators and the K step are the task's frame slots (registers under
+``inline`` dispatch). Only an executor whose block worker polls its threads' tasks in
+lockstep can run such tasks (``Executor.polls_block_together``: ``block_on`` at block
+granularity); the others skip with the reason (a run queue per thread would poll one
+thread of a tile at a time, and its ``bar.sync`` would wait for threads that are elsewhere).
+
+Shapes (``SHAPES``): 8192^3, the sweep 1024 -> 16384 and a skinny one (M = 256). Below
+``SMALL_BELOW`` tasks (the emulator's sizes) a case is one row of tiles, 64 x 64n x 96
+(three K steps: both stages and a refill). The task count is the shape's (128 per tile),
+whatever ``--ntasks`` asked for.
+
+Checked against numpy in float64 on sampled tiles (the corners and random ones) within the
+worst-case bound of an f32 sum of K products (doubled for the tensor core's own
+accumulation order), and no output left unwritten. Beside each GPU case: cuBLAS through
+torch, when torch is importable and sees the GPU, as the ceiling (bf16 output, f32
+accumulation; never a dependency).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.futures.lib import AsyncFn, LeafFuture
+from harness.ptx import Builder, Module
+from harness.ptx.types import U32, U64
+from workloads import gemm_mma
+from workloads.base import BASELINE_PARAMS, Reference, Work, Workload
+from workloads.gemm_mma import BK, BM, BN, THREADS, TileState, emit_tile
+
+SHAPES = {"matmul_1024": (1024, 1024, 1024), "matmul_2048": (2048, 2048, 2048),
+          "matmul_4096": (4096, 4096, 4096), "matmul_8192": (8192, 8192, 8192),
+          "matmul_16384": (16384, 16384, 16384), "matmul_skinny": (256, 8192, 8192)}
+SMALL_BELOW = 1 << 16  # fewer tasks asked for: the emulator's one row of tiles
+SAMPLED_TILES = 8
+U = 2.0 ** -24  # f32 unit roundoff
+
+
+def _stage_landed_body(f):
+    f.new_state()
+    landed = f.mbarrier_wait(f.arg("bar"), f.arg("parity"), parity=True)
+    with f.if_(f.bar_red("and", landed)):  # the whole tile goes on, or none of it
+        f.ready()
+    f.wake_self()
+    f.pending()
+
+
+STAGE_LANDED = LeafFuture("stage_landed", [("bar", U32), ("parity", U32)], None,
+                          _stage_landed_body)
+
+
+def stage_landed(bar, parity):
+    """A cooperative leaf: Ready once the mbarrier at ``bar`` (a shared address) has
+    completed the phase of ``parity``, as every thread of the block sees it (``bar.red``:
+    the block's threads poll it together)."""
+    return STAGE_LANDED(bar, parity)
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """bf16 bits of float32 values, truncated (inputs are drawn as bf16 values)."""
+    return (np.asarray(x, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def bf16_values(h: np.ndarray) -> np.ndarray:
+    """float64 values of bf16 bits."""
+    return (h.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+class SampledTiles:
+    """numpy's answer on some output tiles: judges a whole output by them (within the f32
+    accumulation bound) and by no element left poisoned."""
+
+    def __init__(self, shape: tuple, tiles: list, want: list, bound: list):
+        self.shape, self.tiles, self.want, self.bound = shape, tiles, want, bound
+
+    def verdict(self, got: np.ndarray) -> str:
+        m, n, _ = self.shape
+        if got.size != m * n:
+            return f"FAIL: {got.size} outputs, expected {m * n}"
+        c = got.reshape(m, n)
+        unwritten = int(np.count_nonzero(c.view(np.uint32) == 0xCDCDCDCD))
+        if unwritten:
+            return f"FAIL: {unwritten} of {got.size} outputs never written"
+        for (i, j), want, bound in zip(self.tiles, self.want, self.bound):
+            tile = c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN].astype(np.float64)
+            err = np.abs(tile - want) - bound
+            if (err > 0).any():
+                r, q = np.unravel_index(int(np.argmax(err)), err.shape)
+                return (f"FAIL: tile ({i}, {j}): C[{i * BM + r}, {j * BN + q}] = "
+                        f"{tile[r, q]} != {want[r, q]} (bound {bound[r, q]:.3g})")
+        return "pass"
+
+
+class MatmulWorkload(Workload):
+    input_names = ("a", "bt")
+    output_dtype = np.float32
+    cooperative = THREADS
+
+    def __init__(self, name: str):
+        self.name = name
+        self.full = SHAPES[name]
+        m, n, k = self.full
+        self.summary = (f"bf16 {m}x{n}x{k} GEMM on tensor cores, a 64x64 tile per block of "
+                        f"cooperative tasks: against the mma.sync kernel and cuBLAS")
+
+    def shape(self, n: int) -> tuple:
+        """(M, N, K) of a run asked for ``n`` tasks: the workload's own, or (below
+        ``SMALL_BELOW``) one row of ``n // 128`` tiles, K three steps."""
+        if n >= SMALL_BELOW:
+            return self.full
+        return BM, BN * max(1, n // THREADS), 3 * BK
+
+    def tasks(self, n: int) -> int:
+        m, nn, _ = self.shape(n)
+        return THREADS * gemm_mma.blocks_for(m, nn)
+
+    def outputs(self, n: int) -> int:
+        m, nn, _ = self.shape(n)
+        return m * nn
+
+    def table_extras(self, n: int) -> list:
+        return list(self.shape(n))
+
+    def work(self, n: int) -> Work:
+        m, nn, k = self.shape(n)
+        return Work(2 * (m * k + nn * k) + 4 * m * nn, 2 * m * nn * k)
+
+    def _inputs(self, b, args, task, tid) -> dict:
+        """The tile code's inputs from the args table (``task`` a tile's thread)."""
+        return {"a": self.input_ptr(b, args, 0), "bt": self.input_ptr(b, args, 1),
+                "c": self.input_ptr(b, args, 2), "n": self.table_word(b, args, 1),
+                "k": self.table_word(b, args, 2), "tile": b.div(task, THREADS, type=U32),
+                "tid": tid(b)}
+
+    def root(self) -> AsyncFn:
+        w = self
+
+        def body(f, task, args):
+            smem = gemm_mma.shared_arrays(f.module, f"{w.name}_task")
+            emit_tile(f, smem,
+                      lambda f: w._inputs(f, f.arg("args"), f.arg("task"),
+                                          lambda f: f.rem(f.arg("task"), THREADS, type=U32)),
+                      TileState.slots(f),
+                      lambda f, bar, parity: f.await_(stage_landed(bar, parity)))
+            return None
+
+        return AsyncFn(f"{self.name}_root", [("task", U32), ("args", U64)], None, body)
+
+    def build_baseline(self, module: Module) -> str:
+        """The same tile code in a plain kernel: a block per tile, spinning on the stage
+        barriers."""
+        name = f"{self.name}_baseline"
+        b = Builder.entry(module, name, BASELINE_PARAMS, maxntid=THREADS)
+        args = b.param("args")
+        task = b.global_index()
+        regs = self._inputs(b, args, task, lambda b: b.special("tid.x"))
+        emit_tile(b, gemm_mma.shared_arrays(module, name), lambda _b: regs,
+                  TileState.registers(b), gemm_mma.spin_wait)
+        b.ret()
+        return name
+
+    def make_inputs(self, rng: np.random.Generator, n: int) -> dict:
+        m, nn, k = self.shape(n)
+        return {"a": bf16_bits(rng.standard_normal((m, k), dtype=np.float32)),
+                "bt": bf16_bits(rng.standard_normal((nn, k), dtype=np.float32))}
+
+    def reference(self, inputs: dict, n: int) -> SampledTiles:
+        m, nn, k = self.shape(n)
+        tm, tn = m // BM, nn // BN
+        rng = np.random.default_rng(m * 31 + nn * 7 + k)
+        tiles = list(dict.fromkeys([(0, 0), (0, tn - 1), (tm - 1, 0), (tm - 1, tn - 1)] + [
+            (int(rng.integers(tm)), int(rng.integers(tn))) for _ in range(SAMPLED_TILES - 4)]))
+        gamma = 2 * k * U / (1 - k * U)  # twice the f32 sum's worst case
+        want, bound = [], []
+        for i, j in tiles:
+            a = bf16_values(inputs["a"][i * BM:(i + 1) * BM])
+            bt = bf16_values(inputs["bt"][j * BN:(j + 1) * BN])
+            want.append(a @ bt.T)
+            bound.append(gamma * (np.abs(a) @ np.abs(bt).T) + 1e-30)
+        return SampledTiles((m, nn, k), tiles, want, bound)
+
+    def references(self, backend, inputs: dict, args_ptr: int, n: int) -> list:
+        if backend.name != "gpu":
+            return []
+        ref = cublas_reference(backend, inputs, self.shape(n), self.work(n))
+        return [ref] if ref is not None else []
+
+
+def cublas_reference(backend, inputs: dict, shape: tuple, work: Work) -> Reference | None:
+    """cuBLAS's bf16 GEMM through torch on the backend's stream (the ceiling beside the
+    figures), or None where torch is not importable or sees no GPU. Its C is bf16 (torch's
+    bf16 matmul), accumulated in f32 (reduced-precision reductions off); unchecked."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    m, n, k = shape
+    dev = torch.device("cuda", backend.rt.device)
+    a = torch.from_numpy(inputs["a"].view(np.int16)).to(dev).view(torch.bfloat16)
+    bt = torch.from_numpy(inputs["bt"].view(np.int16)).to(dev).view(torch.bfloat16)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device=dev)
+    torch.cuda.synchronize(dev)
+
+    def call():
+        with torch.cuda.stream(torch.cuda.ExternalStream(int(backend.rt.stream_handle), device=dev)):
+            torch.matmul(a, bt.t(), out=out)
+
+    return Reference("cublas", f"cuBLAS through torch {torch.__version__} (bf16 C, f32 "
+                     "accumulation; the ceiling, unchecked)", work, call=call, graph_safe=False)
