@@ -36,10 +36,12 @@ def case_specs(executors, workloads, ntasks: int = 1 << 20, block: int = 128, se
                dispatch=None, granularity=None) -> list:
     """Every case of ``executors`` x ``workloads`` (objects or names) in each executor's own
     dispatch modes and granularities, as far as ``dispatch`` / ``granularity`` (collections,
-    None for all) keep them; cases an executor cannot run are kept (they are skips)."""
+    None for all) keep them; cases an executor cannot run are kept (they are skips). A
+    workload whose size is its own sets the task count (``Workload.tasks``), and a
+    cooperative one the block (its group)."""
     exs = [get_executor(e) if isinstance(e, str) else e for e in executors]
     wls = [get_workload(w) if isinstance(w, str) else w for w in workloads]
-    return [CaseSpec(ex.name, wl.name, d, g, wl.tasks(ntasks), block, seed)
+    return [CaseSpec(ex.name, wl.name, d, g, wl.tasks(ntasks), wl.cooperative or block, seed)
             for ex in exs for wl in wls
             for d in ex.dispatch_modes if not dispatch or d in dispatch
             for g in ex.granularities if not granularity or g in granularity]

@@ -37,7 +37,7 @@ def _want(a_h, bt_h) -> np.ndarray:
     return _value(a_h).astype(np.float64) @ _value(bt_h).astype(np.float64).T
 
 
-@pytest.mark.parametrize("m,n,k,integers", [(64, 64, 64, True), (128, 64, 96, False)])
+@pytest.mark.parametrize("m,n,k,integers", [(128, 128, 64, True), (256, 128, 96, False)])
 def test_gemm_on_the_emulator(m, n, k, integers):
     rng = np.random.default_rng(m + n + k)
     draw = (lambda s: rng.integers(-8, 9, s)) if integers else rng.standard_normal

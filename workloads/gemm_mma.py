@@ -3,13 +3,15 @@
 
 One tile code, three users: the plain kernel here (``gemm_mma_bf16``, its own parameters),
 and the ``matmul`` workload's baseline kernel and task (``workloads/matmul.py``). A block of
-4 warps computes a 64 x 64 tile, each warp 32 x 32 (2 x 4 ``mma.m16n8k16``); K advances 32
-at a time through two shared-memory stages filled with ``cp.async``, whose completion each
-thread signals on the stage's mbarrier (``cp.async.mbarrier.arrive.noinc``): waiting for a
-stage is a test of the barrier's phase parity, which a kernel spins on and a task awaits (a
-leaf future whose poll is that test). Fragments come from shared memory with ``ldmatrix``.
-Shapes must be multiples of the tile (M, N of 64, K of 32). Not tuned (no swizzle against
-ldmatrix bank conflicts, no larger tiles, no wgmma): the portable tile, correct first.
+8 warps computes a 128 x 128 tile, each warp 64 x 32 (4 x 4 ``mma.m16n8k16``); K advances
+32 at a time through two shared-memory stages filled with ``cp.async``, whose completion
+each thread signals on the stage's mbarrier (``cp.async.mbarrier.arrive.noinc``): waiting
+for a stage is a test of the barrier's phase parity, which a kernel spins on and a task
+awaits (a leaf future whose poll is that test). Fragments come from shared memory with
+``ldmatrix``; a row's four 16-byte chunks are XOR-swizzled by the row (``_chunk_offset``)
+so that the eight rows one ldmatrix matrix reads fall in eight different bank groups.
+Shapes must be multiples of the tile (M, N of 128, K of 32). The portable tile (sm_80):
+no wgmma, no TMA, two stages.
 
 The code between waits keeps what crosses a wait in ``TileState`` (registers in a kernel,
 frame slots in a task) and recomputes the rest (addresses) from the tile's inputs after it:
@@ -21,18 +23,22 @@ from __future__ import annotations
 from harness.ptx import Builder, Module, Sym
 from harness.ptx.types import F32, U32, U64
 
-BM = BN = 64
-BK = 32
-THREADS = 128
+BM = BN = 128  # the block's tile
+BK = 32  # K per stage: a 64-byte row of bf16, four 16-byte chunks
+WARPS_M, WARPS_N = 2, 4
+THREADS = 32 * WARPS_M * WARPS_N
+WM, WN = BM // WARPS_M, BN // WARPS_N  # a warp's tile: 64 x 32
+MI, NI = WM // 16, WN // 8  # its m16n8k16 tiles
 STAGES = 2
 STAGE_BYTES = BM * BK * 2  # one operand tile of one stage
+CHUNKS = STAGE_BYTES // 16 // THREADS  # 16-byte cp.asyncs a thread issues per operand and stage
 KERNEL = "gemm_mma_bf16"
 PARAMS = (("a", U64), ("bt", U64), ("c", U64), ("m", U32), ("n", U32), ("k", U32))
-ACC = 2 * 4 * 4  # f32 accumulators per thread: 2 x 4 mma tiles, 4 each
+ACC = MI * NI * 4  # f32 accumulators per thread
 
 
 def blocks_for(m: int, n: int) -> int:
-    """Blocks for an M x N output (one per 64 x 64 tile)."""
+    """Blocks for an M x N output (one per BM x BN tile)."""
     return (m // BM) * (n // BN)
 
 
@@ -74,7 +80,7 @@ class TileState:
 def emit_tile(b, smem: tuple, inputs, state: TileState, wait) -> None:
     """The whole tile. ``inputs(b)`` gives what the tile reads, recomputed wherever needed
     (a dict: ``a``, ``bt``, ``c`` u64; ``n``, ``k``; ``tile``, the block's index over the
-    output's 64 x 64 tiles, row-major; ``tid``, 0..127 in the block). Barrier init, the K
+    output's BM x BN tiles, row-major; ``tid``, 0..THREADS-1 in the block). Barrier init, the K
     loop (load the next stage, ``wait(b, barrier, parity)`` for this one, multiply, a block
     barrier before the stage is refilled), then the store. barrier init, the K loop (load the next stage, ``wait(b, barrier,
     parity)`` for this one, multiply, a block barrier before the stage is refilled), then
@@ -109,16 +115,16 @@ def emit_tile(b, smem: tuple, inputs, state: TileState, wait) -> None:
 
 
 def _load_stage(b, t: dict, smem: tuple, stage, kt) -> None:
-    """Queue this thread's 16-byte chunks of both operands' k-tile ``kt`` (2 each) into
+    """Queue this thread's 16-byte chunks of both operands' k-tile ``kt`` (``CHUNKS`` each) into
     ``stage``, then arrive on the stage's barrier when they have landed."""
     a_sym, b_sym, bar_sym = smem
     tiles_n = b.div(t["n"], BN, type=U32)
     by, bx = b.div(t["tile"], tiles_n, type=U32), b.rem(t["tile"], tiles_n, type=U32)
-    for part in range(2):
+    for part in range(CHUNKS):
         chunk = b.add(t["tid"], THREADS * part, type=U32)
         row, c16 = b.div(chunk, 4, type=U32), b.rem(chunk, 4, type=U32)
         col = b.mad(kt, BK, b.mul(c16, 8, type=U32), type=U32)  # in elements
-        off = b.mad(row, BK * 2, b.mul(c16, 16, type=U32), type=U32)
+        off = _chunk_offset(b, row, c16)
         for src, tile, sym in ((t["a"], by, a_sym), (t["bt"], bx, b_sym)):
             elem = b.mad(b.mad(tile, BM, row, type=U32), t["k"], col, type=U32)
             dst = b.add(b.mad(stage, STAGE_BYTES, b.mov(sym, type=U32), type=U32), off,
@@ -127,53 +133,60 @@ def _load_stage(b, t: dict, smem: tuple, stage, kt) -> None:
     b.cp_async_mbarrier_arrive(b.mad(stage, 8, b.mov(bar_sym, type=U32), type=U32))
 
 
+def _chunk_offset(b, row, chunk):
+    """Byte offset of 16-byte ``chunk`` (0..3) of ``row`` in a stage: rows of 64 bytes, the
+    chunk XORed with ``(row >> 1) & 3``. Eight consecutive rows (one ldmatrix matrix) then
+    cover all eight 16-byte bank groups of a 128-byte line: no conflicts, where unswizzled
+    rows 2 apart would share banks (four-way)."""
+    swz = b.xor(chunk, b.and_(b.shr(row, 1, type=U32), 3, type=U32), type=U32)
+    return b.mad(row, BK * 2, b.mul(swz, 16, type=U32), type=U32)
+
+
 def _multiply(b, t: dict, smem: tuple, stage, acc: list) -> None:
-    """``acc += A_stage x B_stage`` for this warp's 32 x 32 (accumulators in place)."""
+    """``acc += A_stage x B_stage`` for this warp's WM x WN (accumulators in place)."""
     a_sym, b_sym, _ = smem
     lane, warp = b.and_(t["tid"], 31, type=U32), b.div(t["tid"], 32, type=U32)
-    wm, wn = b.div(warp, 2, type=U32), b.rem(warp, 2, type=U32)
+    wm, wn = b.div(warp, WARPS_N, type=U32), b.rem(warp, WARPS_N, type=U32)
     g8, r8 = b.div(lane, 8, type=U32), b.rem(lane, 8, type=U32)
     abase = b.mad(stage, STAGE_BYTES, b.mov(a_sym, type=U32), type=U32)
     bbase = b.mad(stage, STAGE_BYTES, b.mov(b_sym, type=U32), type=U32)
     for kk in range(BK // 16):
         afrag = []
-        for mi in range(2):  # matrices: rows +0/+8 (bit 0 of g8), k +0/+8 (bit 1)
-            row = b.add(b.mad(wm, 32, r8, type=U32),
+        for mi in range(MI):  # matrices: rows +0/+8 (bit 0 of g8), k +0/+8 (bit 1)
+            row = b.add(b.mad(wm, WM, r8, type=U32),
                         b.add(mi * 16, b.mul(b.and_(g8, 1, type=U32), 8, type=U32), type=U32),
                         type=U32)
-            col = b.add(kk * 16, b.mul(b.shr(g8, 1, type=U32), 8, type=U32), type=U32)
-            afrag.append(b.ldmatrix(b.add(abase, b.mad(row, BK * 2, b.mul(col, 2, type=U32),
-                                                      type=U32), type=U32), 4))
+            chunk = b.add(2 * kk, b.shr(g8, 1, type=U32), type=U32)
+            afrag.append(b.ldmatrix(b.add(abase, _chunk_offset(b, row, chunk), type=U32), 4))
         bfrag = []
-        for pair in range(2):  # matrices: n-tile 2*pair (+1 for bit 1), k +0/+8 (bit 0)
-            nrow = b.add(b.mad(wn, 32, r8, type=U32),
+        for pair in range(NI // 2):  # matrices: n-tile 2*pair (+1 for bit 1), k +0/+8 (bit 0)
+            nrow = b.add(b.mad(wn, WN, r8, type=U32),
                          b.add(pair * 16, b.mul(b.shr(g8, 1, type=U32), 8, type=U32),
                                type=U32), type=U32)
-            col = b.add(kk * 16, b.mul(b.and_(g8, 1, type=U32), 8, type=U32), type=U32)
-            d = b.ldmatrix(b.add(bbase, b.mad(nrow, BK * 2, b.mul(col, 2, type=U32),
-                                              type=U32), type=U32), 4)
+            chunk = b.add(2 * kk, b.and_(g8, 1, type=U32), type=U32)
+            d = b.ldmatrix(b.add(bbase, _chunk_offset(b, nrow, chunk), type=U32), 4)
             bfrag += [d[0:2], d[2:4]]
-        for mi in range(2):
-            for ni in range(4):
-                c = acc[16 * mi + 4 * ni: 16 * mi + 4 * ni + 4]
+        for mi in range(MI):
+            for ni in range(NI):
+                c = acc[4 * (mi * NI + ni): 4 * (mi * NI + ni) + 4]
                 b.mma_bf16(afrag[mi], bfrag[ni], c, dst=c)
 
 
 def _store(b, t: dict, acc: list) -> None:
     lane, warp = b.and_(t["tid"], 31, type=U32), b.div(t["tid"], 32, type=U32)
-    wm, wn = b.div(warp, 2, type=U32), b.rem(warp, 2, type=U32)
+    wm, wn = b.div(warp, WARPS_N, type=U32), b.rem(warp, WARPS_N, type=U32)
     tiles_n = b.div(t["n"], BN, type=U32)
     by, bx = b.div(t["tile"], tiles_n, type=U32), b.rem(t["tile"], tiles_n, type=U32)
     g, tig = b.div(lane, 4, type=U32), b.rem(lane, 4, type=U32)
-    for mi in range(2):
-        for ni in range(4):
+    for mi in range(MI):
+        for ni in range(NI):
             for i in range(4):
-                row = b.add(b.mad(by, BM, b.mad(wm, 32, g, type=U32), type=U32),
+                row = b.add(b.mad(by, BM, b.mad(wm, WM, g, type=U32), type=U32),
                             mi * 16 + 8 * (i >= 2), type=U32)
-                col = b.add(b.mad(bx, BN, b.mad(wn, 32, b.mul(tig, 2, type=U32), type=U32),
+                col = b.add(b.mad(bx, BN, b.mad(wn, WN, b.mul(tig, 2, type=U32), type=U32),
                                   type=U32), ni * 8 + (i & 1), type=U32)
                 b.st("global", b.element_addr(t["c"], b.mad(row, t["n"], col, type=U32), 4),
-                     acc[16 * mi + 4 * ni + i], type=F32)
+                     acc[4 * (mi * NI + ni) + i], type=F32)
 
 
 def spin_wait(b: Builder, bar, parity) -> None:
@@ -185,7 +198,7 @@ def spin_wait(b: Builder, bar, parity) -> None:
 def build(module: Module, name: str = KERNEL) -> str:
     """Emit the GEMM kernel into ``module``; returns its name. Launch with ``blocks_for(M,
     N)`` blocks of ``THREADS`` threads."""
-    b = Builder.entry(module, name, PARAMS, maxntid=THREADS)
+    b = Builder.entry(module, name, PARAMS, maxntid=THREADS, minnctapersm=2)  # <= 128 regs
     regs = {"a": b.param("a"), "bt": b.param("bt"), "c": b.param("c"), "n": b.param("n"),
             "k": b.param("k"), "tile": b.special("ctaid.x"), "tid": b.special("tid.x")}
     emit_tile(b, shared_arrays(module, name), lambda _b: regs, TileState.registers(b),

@@ -1,9 +1,9 @@
 """``matmul_<shape>``: a bf16 GEMM on tensor cores (f32 accumulation), as tasks.
 
 ``C = A @ B`` with A (M x K) and ``Bt = B.T`` (N x K) row-major bf16 and C (M x N) f32. One
-64 x 64 output tile is the work of a block of 128 threads (``workloads/gemm_mma.py``'s tile
+128 x 128 output tile is the work of a block of 256 threads (``workloads/gemm_mma.py``'s tile
 code: ``mma.sync`` fragments, two ``cp.async`` stages, one mbarrier per stage). As tasks,
-each thread of a tile is a task and the tile's 128 tasks are polled *together* by one block
+each thread of a tile is a task and the tile's 256 tasks are polled *together* by one block
 worker: a *cooperative* task. Waiting for a stage is an awaited leaf future
 (``stage_landed``) whose poll tests the stage barrier's phase parity and agrees with the
 block (``bar.red.and``) whether it is Ready, so every thread of the tile suspends or goes on
@@ -14,9 +14,9 @@ granularity); the others skip with the reason (a run queue per thread would poll
 thread of a tile at a time, and its ``bar.sync`` would wait for threads that are elsewhere).
 
 Shapes (``SHAPES``): 8192^3, the sweep 1024 -> 16384 and a skinny one (M = 256). Below
-``SMALL_BELOW`` tasks (the emulator's sizes) a case is one row of tiles, 64 x 64n x 96
-(three K steps: both stages and a refill). The task count is the shape's (128 per tile),
-whatever ``--ntasks`` asked for.
+``SMALL_BELOW`` tasks (the emulator's sizes) a case is one row of tiles, 128 x 128n x 96
+(three K steps: both stages and a refill). The task count is the shape's (256 per tile),
+whatever ``--ntasks`` asked for; its block, the tile's 256 threads.
 
 Checked against numpy in float64 on sampled tiles (the corners and random ones) within the
 worst-case bound of an f32 sum of K products (doubled for the tensor core's own
@@ -108,12 +108,12 @@ class MatmulWorkload(Workload):
         self.name = name
         self.full = SHAPES[name]
         m, n, k = self.full
-        self.summary = (f"bf16 {m}x{n}x{k} GEMM on tensor cores, a 64x64 tile per block of "
-                        f"cooperative tasks: against the mma.sync kernel and cuBLAS")
+        self.summary = (f"bf16 {m}x{n}x{k} GEMM on tensor cores, a {BM}x{BN} tile per block "
+                        f"of cooperative tasks: against the mma.sync kernel and cuBLAS")
 
     def shape(self, n: int) -> tuple:
         """(M, N, K) of a run asked for ``n`` tasks: the workload's own, or (below
-        ``SMALL_BELOW``) one row of ``n // 128`` tiles, K three steps."""
+        ``SMALL_BELOW``) one row of ``n // THREADS`` tiles, K three steps."""
         if n >= SMALL_BELOW:
             return self.full
         return BM, BN * max(1, n // THREADS), 3 * BK
@@ -159,7 +159,9 @@ class MatmulWorkload(Workload):
         barriers, its inputs re-read from the args table where the task re-reads them, so
         that the two differ by the executor alone."""
         name = f"{self.name}_baseline"
-        b = Builder.entry(module, name, BASELINE_PARAMS, maxntid=THREADS)
+        # two blocks an SM (<= 128 registers): left alone, ptxas takes 210 and fits one,
+        # 8 warps to hide the loads' latency, where the task's kernel gets 128 and 16
+        b = Builder.entry(module, name, BASELINE_PARAMS, maxntid=THREADS, minnctapersm=2)
         emit_tile(b, gemm_mma.shared_arrays(module, name),
                   lambda b: self._inputs(b, b.param("args"), b.global_index(),
                                          lambda b: b.special("tid.x")),

@@ -76,9 +76,12 @@ class Builder:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def entry(cls, module: Module, name: str, params=(), maxntid: int | None = None) -> "Builder":
-        """A new ``.entry`` kernel with ``params`` as (name, type) pairs."""
-        fn = Function(name, "entry", [Param(n, _t(t)) for n, t in params], maxntid=maxntid)
+    def entry(cls, module: Module, name: str, params=(), maxntid: int | None = None,
+              minnctapersm: int | None = None) -> "Builder":
+        """A new ``.entry`` kernel with ``params`` as (name, type) pairs; ``maxntid`` (and
+        ``minnctapersm``: blocks an SM must hold at once) bound its registers."""
+        fn = Function(name, "entry", [Param(n, _t(t)) for n, t in params], maxntid=maxntid,
+                      minnctapersm=minnctapersm)
         return cls(module, module.add(fn))
 
     @classmethod

@@ -192,6 +192,7 @@ class Function:
     locals: list = field(default_factory=list)
     regs: dict = field(default_factory=dict)  # name -> Reg
     maxntid: int | None = None
+    minnctapersm: int | None = None  # with maxntid: ptxas caps registers so this many fit an SM
     prototypes: dict = field(default_factory=dict)  # name -> Function (signature only)
     counters: dict = field(default_factory=dict)  # register-name prefix -> next number
 
@@ -220,6 +221,8 @@ class Function:
         lines = [head + self.signature()]
         if self.maxntid:
             lines.append(f".maxntid {self.maxntid}, 1, 1")
+        if self.minnctapersm:
+            lines.append(f".minnctapersm {self.minnctapersm}")
         lines.append("{")
         by_type: dict[str, list] = {}
         for reg in self.regs.values():
