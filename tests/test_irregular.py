@@ -36,6 +36,22 @@ def test_the_static_partition_on_the_emulator():
     assert np.array_equal(be.read(out, np.uint32, n), wl.reference(inputs, n))
 
 
+def test_the_dynamic_partition_on_the_emulator_twice_with_no_reset_between():
+    wl = get_workload("irregular")
+    m = Module(arch="sm_90")
+    wl.build_references(m)
+    be = EmuBackend(max_steps=50_000_000, policy="random", seed=5)
+    be.load(m)
+    n = 200
+    inputs = wl.make_inputs(np.random.default_rng(6), n)
+    claims = be.to_device(np.array([0, 0], np.uint32))
+    for run in range(2):  # the last thread out zeroes the counters for the next run
+        args, out = wl.upload(be, inputs, n)
+        be.launch(wl.dynamic_kernel, 2, 32, [args, np.uint32(n), claims], checked=True)
+        assert np.array_equal(be.read(out, np.uint32, n), wl.reference(inputs, n)), run
+        assert (be.read(claims, np.uint32, 2) == 0).all(), run
+
+
 def test_work_is_heavy_tailed_and_kinds_diverge():
     ins = get_workload("irregular").make_inputs(np.random.default_rng(1), 1 << 16)
     units = ins["units"]
@@ -80,5 +96,7 @@ def test_an_irregular_case_and_its_static_partition_on_this_gpu(gpu_backend):
     r = run_case(CaseSpec("embassy", "irregular", "direct", "thread", ntasks=1 << 16),
                  gpu_backend, repeats=5, instrument=False)
     assert r.ok, r.failure
-    static = r.extra["metrics"]["references"]["static"]
-    assert static["check"] == "pass" and static["ms"] > 0 and r.time_ms > 0
+    for name in ("static", "dynamic"):
+        ref = r.extra["metrics"]["references"][name]
+        assert ref["check"] == "pass" and ref["ms"] > 0, name
+    assert r.time_ms > 0

@@ -16,6 +16,8 @@ threads), so a thread that draws a heavy task finishes late and nothing takes it
 Dynamic scheduling on the device would have to beat the static partition; whether an
 executor does shows as the case's time against ``static``'s. The executors home each root
 on its worker (one per thread at one task a thread): they cannot move work between workers.
+The ``dynamic`` reference is what dynamic scheduling can win: the same resident threads,
+each claiming its next task from an atomic counter (an injector queue of task ids).
 """
 
 from __future__ import annotations
@@ -114,8 +116,13 @@ class IrregularWorkload(Workload):
     def static_kernel(self) -> str:
         return f"{self.name}_static"
 
+    @property
+    def dynamic_kernel(self) -> str:
+        return f"{self.name}_dynamic"
+
     def build_references(self, module: Module) -> None:
-        """The static partition: resident threads, each over tasks t, t + T, ..."""
+        """The static partition: resident threads, each over tasks t, t + T, ...; and the
+        dynamic one: resident threads, each claiming its next task from a counter."""
         b = Builder.entry(module, self.static_kernel, BASELINE_PARAMS, maxntid=STATIC_BLOCK)
         args, n = b.param("args"), b.param("ntasks")
         stride = b.mul(b.special("nctaid.x"), b.special("ntid.x"), type=U32)
@@ -125,16 +132,45 @@ class IrregularWorkload(Workload):
             self._task(b, args, task)
             b.add(task, stride, dst=task)
         b.ret()
+        self._build_dynamic(module)
+
+    def _build_dynamic(self, module: Module) -> None:
+        """``<name>_dynamic(args, ntasks, claims)``: ``claims`` is two u32s, the next task and
+        the threads done. A thread claims tasks with ``atom.add`` until none is left; the
+        last thread out zeroes both, so the next run (after the kernel boundary) starts at
+        0 with no memset to time. Relaxed atomics: the counter hands out indices, no data."""
+        b = Builder.entry(module, self.dynamic_kernel, BASELINE_PARAMS + (("claims", U64),),
+                          maxntid=STATIC_BLOCK)
+        args, n, claims = b.param("args"), b.param("ntasks"), b.param("claims")
+        with b.loop() as lp:
+            task = b.atom("global", "add", claims, 1, type=U32, sem="relaxed", scope="gpu")
+            lp.break_if(b.setp("ge", task, n, type=U32))
+            self._task(b, args, task)
+        done = b.add(claims, 4, type=U64)
+        out = b.atom("global", "add", done, 1, type=U32, sem="relaxed", scope="gpu")
+        threads = b.mul(b.special("nctaid.x"), b.special("ntid.x"), type=U32)
+        with b.if_(b.setp("eq", b.add(out, 1, type=U32), threads, type=U32)):
+            b.st("global", claims, b.mov(0, type=U32), type=U32)
+            b.st("global", done, b.mov(0, type=U32), type=U32)
+        b.ret()
 
     def references(self, backend, inputs: dict, args_ptr: int, n: int) -> list:
         if backend.name != "gpu":
             return []
         args, out = self.upload(backend, inputs, n)  # its own output, checked like the case's
         grid = max(1, backend.resident_blocks(self.static_kernel, STATIC_BLOCK))
+        dyn_args, dyn_out = self.upload(backend, inputs, n)
+        dyn_grid = max(1, backend.resident_blocks(self.dynamic_kernel, STATIC_BLOCK))
+        claims = backend.to_device(np.zeros(2, np.uint32))
         return [Reference("static", f"static partition: {grid} blocks x {STATIC_BLOCK} "
                           f"threads, each over every {grid * STATIC_BLOCK}th task",
                           Work(0, 0), kernel=self.static_kernel, grid=grid, block=STATIC_BLOCK,
-                          args=(args, np.uint32(n)), output=(out, n))]
+                          args=(args, np.uint32(n)), output=(out, n)),
+                Reference("dynamic", f"dynamic partition: {dyn_grid} blocks x {STATIC_BLOCK} "
+                          "threads, each claiming its next task from an atomic counter",
+                          Work(0, 0), kernel=self.dynamic_kernel, grid=dyn_grid,
+                          block=STATIC_BLOCK, args=(dyn_args, np.uint32(n), claims),
+                          output=(dyn_out, n))]
 
     def make_inputs(self, rng: np.random.Generator, n: int) -> dict:
         units = np.minimum(np.ceil(MIN_UNITS * (1 + rng.pareto(ALPHA, n))), MAX_UNITS)
