@@ -213,9 +213,10 @@ def cublas_reference(backend, inputs: dict, shape: tuple, work: Work) -> Referen
     bt = torch.from_numpy(inputs["bt"].view(np.int16)).to(dev).view(torch.bfloat16)
     out = torch.empty((m, n), dtype=torch.bfloat16, device=dev)
     torch.cuda.synchronize(dev)
+    stream = torch.cuda.ExternalStream(int(backend.rt.stream.handle), device=dev)
 
-    def call():
-        with torch.cuda.stream(torch.cuda.ExternalStream(int(backend.rt.stream_handle), device=dev)):
+    def call():  # on the stream the timing protocol records its events on
+        with torch.cuda.stream(stream):
             torch.matmul(a, bt.t(), out=out)
 
     return Reference("cublas", f"cuBLAS through torch {torch.__version__} (bf16 C, f32 "
