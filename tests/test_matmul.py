@@ -17,6 +17,15 @@ from workloads.gemm_mma import BM, BN, THREADS
 from workloads.matmul import SHAPES, bf16_values
 
 
+def test_a_case_task_count_maps_back_to_its_shape():
+    for name in FAMILIES["matmul"]:
+        wl = get_workload(name)
+        for asked in (64, THREADS, 3 * THREADS, 1 << 20):
+            n = wl.tasks(asked)
+            assert wl.tasks(n) == n and wl.shape(n) == wl.shape(asked), (name, asked)
+        assert wl.shape(1 << 20) == SHAPES[name]
+
+
 def test_the_family_has_the_issues_shapes():
     shapes = [SHAPES[n] for n in FAMILIES["matmul"]]
     assert (8192, 8192, 8192) in shapes

@@ -39,7 +39,9 @@ from workloads.gemm_mma import BK, BM, BN, THREADS, TileState, emit_tile
 SHAPES = {"matmul_1024": (1024, 1024, 1024), "matmul_2048": (2048, 2048, 2048),
           "matmul_4096": (4096, 4096, 4096), "matmul_8192": (8192, 8192, 8192),
           "matmul_16384": (16384, 16384, 16384), "matmul_skinny": (256, 8192, 8192)}
-SMALL_BELOW = 1 << 16  # fewer tasks asked for: the emulator's one row of tiles
+SMALL_BELOW = 1 << 12  # fewer tasks asked for: the emulator's one row of tiles. Every shape
+#                       has more (matmul_1024: 64 tiles, 16384 tasks), so a case's own task
+#                       count always maps back to its shape
 SAMPLED_TILES = 8
 U = 2.0 ** -24  # f32 unit roundoff
 
