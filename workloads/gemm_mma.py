@@ -55,36 +55,48 @@ def shared_arrays(module: Module, prefix: str) -> tuple:
 
 
 class TileState:
-    """The values a tile keeps across waits: ``kt`` (the K step) and the accumulators.
-    ``get``/``set`` registers in a kernel; a task's are its frame slots."""
+    """The values a tile keeps across waits: ``kt`` (the K step), ``landed`` (the block
+    agreed at the last step's barrier that stage ``kt`` has landed: 1 or 0) and the
+    accumulators. ``get``/``set`` registers in a kernel; a task's are its frame slots."""
 
     def __init__(self, b, get, set_):
         self.b, self.get, self.set = b, get, set_
 
     @classmethod
     def registers(cls, b: Builder) -> "TileState":
-        regs = {"kt": b.mov(0, type=U32)}
+        regs = {"kt": b.mov(0, type=U32), "landed": b.mov(0, type=U32)}
         regs.update({f"acc{i}": b.mov(0.0, type=F32) for i in range(ACC)})
         return cls(b, regs.__getitem__, lambda name, v: b.mov(v, dst=regs[name]))
 
     @classmethod
     def slots(cls, f) -> "TileState":
-        f.local("kt", U32)
-        f.set("kt", f.mov(0, type=U32))
+        for name in ("kt", "landed"):
+            f.local(name, U32)
+            f.set(name, f.mov(0, type=U32))
         for i in range(ACC):
             f.local(f"acc{i}", F32)
             f.set(f"acc{i}", f.mov(0.0, type=F32))
         return cls(f, f.get, f.set)
 
 
-def emit_tile(b, smem: tuple, inputs, state: TileState, wait) -> None:
+def _stage_bar(b, bar_sym, kt):
+    """(the mbarrier of K step ``kt``'s stage, the parity of its phase for that step)."""
+    bar = b.mad(b.and_(kt, STAGES - 1, type=U32), 8, b.mov(bar_sym, type=U32), type=U32)
+    return bar, b.and_(b.shr(kt, STAGES.bit_length() - 1, type=U32), 1, type=U32)
+
+
+def emit_tile(b, smem: tuple, inputs, state: TileState, wait, agree: bool = False) -> None:
     """The whole tile. ``inputs(b)`` gives what the tile reads, recomputed wherever needed
     (a dict: ``a``, ``bt``, ``c`` u64; ``n``, ``k``; ``tile``, the block's index over the
-    output's BM x BN tiles, row-major; ``tid``, 0..THREADS-1 in the block). Barrier init, the K
-    loop (load the next stage, ``wait(b, barrier, parity)`` for this one, multiply, a block
-    barrier before the stage is refilled), then the store. barrier init, the K loop (load the next stage, ``wait(b, barrier,
-    parity)`` for this one, multiply, a block barrier before the stage is refilled), then
-    the store. Every thread of the block runs it together."""
+    output's BM x BN tiles, row-major; ``tid``, 0..THREADS-1 in the block). Barrier init,
+    the K loop (load the next stage; ``wait(b, barrier, parity, landed)`` for this one;
+    multiply; a block barrier before the stage is refilled), then the store. Every thread
+    of the block runs it together.
+
+    ``agree`` (cooperative tasks): the step's closing barrier is ``bar.red.and`` over each
+    thread's test of the next stage's barrier, so the block leaves it agreeing whether
+    that stage has landed (``landed``), and a wait that finds it so needs no barrier of
+    its own: one block barrier a step, as the kernel's ``bar.sync``."""
     a_sym, b_sym, bar_sym = smem
     t = inputs(b)
     with b.if_(b.setp("eq", t["tid"], 0, type=U32)):
@@ -98,19 +110,23 @@ def emit_tile(b, smem: tuple, inputs, state: TileState, wait) -> None:
         lp.break_if(b.setp("ge", kt, b.div(t["k"], BK, type=U32), type=U32))
         nxt = b.add(kt, 1, type=U32)
         with b.if_(b.setp("lt", nxt, b.div(t["k"], BK, type=U32), type=U32)):
-            # the stage it fills was read in step kt - 1, before that step's bar.sync
-            _load_stage(b, t, smem, b.and_(nxt, 1, type=U32), nxt)
-        stage = b.and_(kt, 1, type=U32)
-        wait(b, b.mad(stage, 8, b.mov(bar_sym, type=U32), type=U32),
-             b.and_(b.shr(kt, 1, type=U32), 1, type=U32))
+            # the stage it fills was read in step kt - 1, before that step's barrier
+            _load_stage(b, t, smem, b.and_(nxt, STAGES - 1, type=U32), nxt)
+        wait(b, *_stage_bar(b, bar_sym, kt), state.get("landed"))
         t = inputs(b)
         kt = state.get("kt")
         acc = [state.get(f"acc{i}") for i in range(ACC)]
-        _multiply(b, t, smem, b.and_(kt, 1, type=U32), acc)
+        _multiply(b, t, smem, b.and_(kt, STAGES - 1, type=U32), acc)
         for i, v in enumerate(acc):
             state.set(f"acc{i}", v)
-        b.bar_sync(0)  # nobody refills this stage while another warp still reads it
-        state.set("kt", b.add(kt, 1, type=U32))
+        nxt = b.add(kt, 1, type=U32)
+        if agree:  # nobody refills this stage while another warp still reads it, and
+            # the block agrees whether the next one has landed
+            landed = b.mbarrier_wait(*_stage_bar(b, bar_sym, nxt), parity=True)
+            state.set("landed", b.selp(1, 0, b.bar_red("and", landed), type=U32))
+        else:
+            b.bar_sync(0)  # nobody refills this stage while another warp still reads it
+        state.set("kt", nxt)
     _store(b, inputs(b), [state.get(f"acc{i}") for i in range(ACC)])
 
 
@@ -189,7 +205,7 @@ def _store(b, t: dict, acc: list) -> None:
                      acc[4 * (mi * NI + ni) + i], type=F32)
 
 
-def spin_wait(b: Builder, bar, parity) -> None:
+def spin_wait(b: Builder, bar, parity, landed=None) -> None:
     """A kernel's wait for a stage: spin on the barrier's phase parity."""
     with b.loop() as lp:
         lp.break_if(b.mbarrier_wait(bar, parity, parity=True))

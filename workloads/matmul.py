@@ -47,6 +47,8 @@ U = 2.0 ** -24  # f32 unit roundoff
 
 
 def _stage_landed_body(f):
+    with f.if_(f.setp("ne", f.arg("landed"), 0, type=U32)):
+        f.ready()  # the block agreed so at the step's closing barrier: no barrier here
     f.new_state()
     landed = f.mbarrier_wait(f.arg("bar"), f.arg("parity"), parity=True)
     with f.if_(f.bar_red("and", landed)):  # the whole tile goes on, or none of it
@@ -55,15 +57,16 @@ def _stage_landed_body(f):
     f.pending()
 
 
-STAGE_LANDED = LeafFuture("stage_landed", [("bar", U32), ("parity", U32)], None,
-                          _stage_landed_body)
+STAGE_LANDED = LeafFuture("stage_landed", [("bar", U32), ("parity", U32), ("landed", U32)],
+                          None, _stage_landed_body)
 
 
-def stage_landed(bar, parity):
+def stage_landed(bar, parity, landed):
     """A cooperative leaf: Ready once the mbarrier at ``bar`` (a shared address) has
     completed the phase of ``parity``, as every thread of the block sees it (``bar.red``:
-    the block's threads poll it together)."""
-    return STAGE_LANDED(bar, parity)
+    the block's threads poll it together); at once when ``landed`` (block-uniform) says
+    the block already agreed so."""
+    return STAGE_LANDED(bar, parity, landed)
 
 
 def bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -151,7 +154,8 @@ class MatmulWorkload(Workload):
                       lambda f: w._inputs(f, f.arg("args"), f.arg("task"),
                                           lambda f: f.rem(f.arg("task"), THREADS, type=U32)),
                       TileState.slots(f),
-                      lambda f, bar, parity: f.await_(stage_landed(bar, parity)))
+                      lambda f, bar, parity, landed: f.await_(stage_landed(bar, parity, landed)),
+                      agree=True)
             return None
 
         return AsyncFn(f"{self.name}_root", [("task", U32), ("args", U64)], None, body)
