@@ -394,9 +394,12 @@ class StopPoller:
 
 def worker_all(b: Builder, p, granularity: str):
     """``p`` agreed over the worker: this thread's, or all of its warp's (``vote.sync``) or
-    block's (``bar.red``) -- what a warp or block worker leaves its run loop on."""
+    block's (``barrier.red``) -- what a warp or block worker leaves its run loop on. Not
+    ``bar.red`` (``.aligned``): the lanes come from their own polls, and a warp that has
+    not reconverged at an aligned barrier faults on Hopper (seen: embassy and backoff at
+    block granularity on idle_wait, CUDA_ERROR_ILLEGAL_INSTRUCTION on the H200)."""
     return {"thread": lambda: p, "warp": lambda: b.vote("all", p),
-            "block": lambda: b.bar_red("and", p)}[granularity]()
+            "block": lambda: b.bar_red("and", p, aligned=False)}[granularity]()
 
 
 def worker_any(b: Builder, p, granularity: str):
@@ -404,4 +407,4 @@ def worker_any(b: Builder, p, granularity: str):
     slightly different time: agreeing on it makes the lanes leave the loop together, so
     the next collective is not left waiting for a lane that has gone."""
     return {"thread": lambda: p, "warp": lambda: b.vote("any", p),
-            "block": lambda: b.bar_red("or", p)}[granularity]()
+            "block": lambda: b.bar_red("or", p, aligned=False)}[granularity]()

@@ -415,13 +415,16 @@ class Builder:
         """bar.arrive id, count: signal a named barrier without waiting."""
         self.emit("bar", ("arrive",), (U32,), None, (bar_id, count))
 
-    def bar_red(self, kind: str, p: Reg, bar_id: int = 0) -> Reg:
-        """bar.red.popc.u32 (count of true p) or bar.red.{and,or}.pred over the block."""
+    def bar_red(self, kind: str, p: Reg, bar_id: int = 0, aligned: bool = True) -> Reg:
+        """bar.red.popc.u32 (count of true p) or bar.red.{and,or}.pred over the block.
+        ``aligned=False``: ``barrier.red``, which a warp's threads may reach apart (after
+        divergent code); ``bar.red`` is ``barrier.red.aligned``, which requires them
+        converged (Hopper faults with an illegal instruction otherwise)."""
         if kind not in ("popc", "and", "or"):
             raise PtxBuildError(f"bar.red has no reduction {kind!r}")
         t = U32 if kind == "popc" else PRED
         d = self.reg(t)
-        self.emit("bar.red", (kind,), (t,), d, (Imm(bar_id, U32), p))
+        self.emit("bar.red" if aligned else "barrier.red", (kind,), (t,), d, (Imm(bar_id, U32), p))
         return d
 
     def bar_warp_sync(self, mask=0xFFFFFFFF) -> None:

@@ -462,6 +462,13 @@ def case_collectives() -> list:
         ored = b.bar_red("or", x3)
         b.add(cnt, b.add(b.selp(1000, 0, anded, type=U32), b.selp(2000, 0, ored, type=U32)),
               dst=cnt)
+        # barrier.red (not .aligned) reached by a warp's lanes apart: a divergent loop first
+        k = b.mov(0, type=U32)
+        with b.loop() as lp:
+            lp.break_if(b.setp("ge", k, b.rem(tid, 5)))
+            b.add(k, 1, dst=k)
+        apart = b.bar_red("and", b.setp("lt", k, 5), aligned=False)
+        b.add(cnt, b.selp(4000, 0, apart, type=U32), dst=cnt)
         _store(b, outs[3], i, cnt, U32)
         lanemask = b.special("lanemask_lt")
         _store(b, outs[2], i, b.popc(lanemask), U32)
@@ -471,11 +478,11 @@ def case_collectives() -> list:
     def ref_misc():
         tid = np.tile(np.arange(128), 2)
         named = np.where((tid >= 32) & (tid < 64), (tid - 32) * 3, 0xCDCDCDCD).astype(np.uint32)
-        red = np.full(N, 43 + 2000, np.uint32)  # 43 of 0..127 are multiples of 3
+        red = np.full(N, 43 + 2000 + 4000, np.uint32)  # 43 of 0..127 are multiples of 3
         return [np.full(N, 0xFFFFFFFF, np.uint32), named, (tid % 32).astype(np.uint32), red]
 
-    out.append(DiffCase("activemask+bar.warp.sync+bar.arrive/sync named+bar.red",
-                        ("activemask", "bar", "bar.red"), build_misc, lambda rng: [],
+    out.append(DiffCase("activemask+bar.warp.sync+bar.arrive/sync named+bar.red+barrier.red",
+                        ("activemask", "bar", "bar.red", "barrier.red"), build_misc, lambda rng: [],
                         [Output(f"out{k}", "u4") for k in range(4)],
                         lambda: ref_misc()))
     return out

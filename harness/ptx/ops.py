@@ -437,6 +437,12 @@ def _bar_red(t, ins):
     return t.wait_block(bar_id, None, vote=(t.val(ins.srcs[1], PRED), finish))
 
 
+@op("barrier.red", spell=_spell_bar_red)
+def _barrier_red(t, ins):
+    """barrier.red: bar.red without ``.aligned`` (threads of a warp may arrive apart)."""
+    return _bar_red(t, ins)
+
+
 def shfl_source_lane(mode: str, lane: int, b: int, c: int) -> tuple[int, bool]:
     """The PTX ISA's shfl.sync lane arithmetic: (source lane, in-range predicate)."""
     bval, cval, segmask = b & 0x1F, c & 0x1F, (c >> 8) & 0x1F
