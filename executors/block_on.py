@@ -3,7 +3,7 @@
 The floor cost of a future with no scheduler. The worker granularity sets the scope of the
 run loop: ``thread`` (each thread loops until its task is Ready), ``warp`` (the warp loops
 until every lane's task is Ready, ``vote.sync.all``), ``block`` (the block loops until every
-task in it is Ready, ``bar.red.and``) -- the same polls, different synchronisation.
+task in it is Ready, ``barrier.red.and``) -- the same polls, different synchronisation.
 
 A task never leaves its thread, so with ``inline`` dispatch its frame is registers
 (``RegisterTask``: the poll body is written into the loop, as rustc + LLVM make a pinned

@@ -74,7 +74,7 @@ class Embassy(RunQueueExecutor):
                 with b.if_(empty, negate=True):
                     self.on_busy(b, idle)
             # The worker's scope: a thread leaves alone; a warp (vote.sync) or a block
-            # (bar.red) leaves when every lane's tasks are done, as block_on's do.
+            # (barrier.red) leaves when every lane's tasks are done, as block_on's do.
             lp.break_if(worker_all(b, done, granularity))
             lp.break_if(worker_any(b, stopper.poll(b, r["stop"]), granularity))
         finish_counters(b, probe, r["counters"], gid)

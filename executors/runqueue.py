@@ -53,7 +53,7 @@ touched by itself and by wakers of its tasks only), and give each thread a termi
 of its own (its ``live`` count reaches 0: nothing it homes can run again, and only its own
 tasks spawn onto it). The cost is no load balancing: spawned children run where their parent
 does. The worker *granularity* (thread, warp, block) is the scope of the run loop, as for
-``block_on``: a thread leaves its loop alone; a warp (``vote.sync``) or a block (``bar.red``)
+``block_on``: a thread leaves its loop alone; a warp (``vote.sync``) or a block (``barrier.red``)
 iterates in lockstep and leaves when all its threads' queues are drained -- the same queues
 and polls, a different synchronisation cost. (A queue shared by a warp would need a
 cooperative walk of a linked batch: a different algorithm, not Embassy's.)
