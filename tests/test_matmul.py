@@ -1,5 +1,5 @@
-"""The ``matmul`` workloads: cooperative tile tasks under block_on on the emulator (every
-dispatch mode, with the baseline), the sampled-tile check catching what it must, the skips
+"""The ``matmul`` workloads: cooperative tile tasks under block_on on the emulator (inline,
+with the baseline; direct in the conformance suite), the sampled-tile check catching what it must, the skips
 of executors that cannot poll a tile together, ptxas's resources; ``-m gpu``: one shape on a
 card against numpy, with cuBLAS beside it when torch is there."""
 
