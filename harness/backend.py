@@ -96,6 +96,13 @@ class Backend:
         backend), in stream order: the driver's device copy, a roofline's yardstick."""
         raise NotImplementedError
 
+    def tensor_map(self, ptr: int, rows: int, cols: int, box_rows: int, box_cols: int,
+                   element: str = "bf16", swizzle: int = 128) -> int:
+        """The device address of a tensor map of the ``rows x cols`` array at ``ptr`` (the
+        bulk tensor copy's operand): GPU-only, the emulator does not model tensor copies."""
+        raise PollbenchError(f"the {self.name} backend has no tensor maps (bulk tensor "
+                             "copies are GPU-only, sm_90)")
+
     def resident_blocks(self, kernel: str, block: int, shared: int = 0) -> int:
         """How many blocks of ``kernel`` fit on the device at once (the occupancy API's
         blocks per SM x SMs; the emulator says 1): a persistent grid's size."""
@@ -234,6 +241,16 @@ class GpuBackend(Backend):
         arr.fill_bytes(POISON)
         self._arrays.append(arr)
         return arr.ptr
+
+    def tensor_map(self, ptr: int, rows: int, cols: int, box_rows: int, box_cols: int,
+                   element: str = "bf16", swizzle: int = 128) -> int:
+        """The device address of a tensor map (``harness.gpu.tensormap.encode_2d``) of the
+        ``rows x cols`` array at ``ptr``, a buffer of this backend: a bulk tensor copy's
+        ``tmap`` operand (written before any launch that reads it)."""
+        from harness.gpu.tensormap import encode_2d
+
+        self._span(ptr, rows * cols * (2 if element == "bf16" else 4))
+        return self.to_device(encode_2d(ptr, rows, cols, box_rows, box_cols, element, swizzle))
 
     def _find(self, ptr: int):
         for a in self._arrays:

@@ -816,7 +816,9 @@ def test_builder_errors(what):
 # mbarrier.try_wait (and try_wait.parity) is new in sm_90 (PTX ISA 7.8); sm_80 has only
 # mbarrier.test_wait. ptxas says "Feature 'mbarrier.try_wait' requires .target sm_90".
 SM90_ONLY = {"mbarrier init/arrive/test_wait/try_wait/parity": "mbarrier.try_wait",
-             "cp.async.bulk + mbarrier expect_tx/complete_tx": "requires .target sm_90"}
+             "cp.async.bulk + mbarrier expect_tx/complete_tx": "requires .target sm_90",
+             "cp.async.bulk.tensor": "requires .target sm_90",
+             "wgmma.m64n16k16 bf16": "requires .target sm_90"}
 
 
 @pytest.fixture(scope="module")

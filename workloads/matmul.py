@@ -32,7 +32,7 @@ import numpy as np
 from harness.futures.lib import AsyncFn, LeafFuture
 from harness.ptx import Builder, Module
 from harness.ptx.types import U32, U64
-from workloads import gemm_mma
+from workloads import gemm_mma, gemm_wgmma
 from workloads.base import BASELINE_PARAMS, Reference, Work, Workload
 from workloads.gemm_mma import BK, BM, BN, THREADS, TileState, emit_tile
 
@@ -42,6 +42,7 @@ SHAPES = {"matmul_1024": (1024, 1024, 1024), "matmul_2048": (2048, 2048, 2048),
 SMALL_BELOW = 1 << 12  # fewer tasks asked for: the emulator's one row of tiles. Every shape
 #                       has more (matmul_1024: 64 tiles, 16384 tasks), so a case's own task
 #                       count always maps back to its shape
+WGMMA = gemm_wgmma.Config()  # the sm_90 baseline's tile and ring (gemm_wgmma: measured)
 SAMPLED_TILES = 8
 U = 2.0 ** -24  # f32 unit roundoff
 
@@ -102,6 +103,25 @@ class SampledTiles:
                 return (f"FAIL: tile ({i}, {j}): C[{i * BM + r}, {j * BN + q}] = "
                         f"{tile[r, q]} != {want[r, q]} (bound {bound[r, q]:.3g})")
         return "pass"
+
+
+def sampled_tiles(a_bits: np.ndarray, bt_bits: np.ndarray, shape: tuple) -> SampledTiles:
+    """numpy's float64 answer on ``SAMPLED_TILES`` BM x BN tiles of A @ Bt.T (the four
+    corners and random ones, drawn from the shape) and each element's bound: twice the
+    worst case of an f32 sum of K products."""
+    m, nn, k = shape
+    tm, tn = m // BM, nn // BN
+    rng = np.random.default_rng(m * 31 + nn * 7 + k)
+    tiles = list(dict.fromkeys([(0, 0), (0, tn - 1), (tm - 1, 0), (tm - 1, tn - 1)] + [
+        (int(rng.integers(tm)), int(rng.integers(tn))) for _ in range(SAMPLED_TILES - 4)]))
+    gamma = 2 * k * U / (1 - k * U)
+    want, bound = [], []
+    for i, j in tiles:
+        a = bf16_values(a_bits.reshape(m, k)[i * BM:(i + 1) * BM])
+        bt = bf16_values(bt_bits.reshape(nn, k)[j * BN:(j + 1) * BN])
+        want.append(a @ bt.T)
+        bound.append(gamma * (np.abs(a) @ np.abs(bt).T) + 1e-30)
+    return SampledTiles((m, nn, k), tiles, want, bound)
 
 
 class MatmulWorkload(Workload):
@@ -181,25 +201,31 @@ class MatmulWorkload(Workload):
                 "bt": bf16_bits(rng.standard_normal((nn, k), dtype=np.float32))}
 
     def reference(self, inputs: dict, n: int) -> SampledTiles:
-        m, nn, k = self.shape(n)
-        tm, tn = m // BM, nn // BN
-        rng = np.random.default_rng(m * 31 + nn * 7 + k)
-        tiles = list(dict.fromkeys([(0, 0), (0, tn - 1), (tm - 1, 0), (tm - 1, tn - 1)] + [
-            (int(rng.integers(tm)), int(rng.integers(tn))) for _ in range(SAMPLED_TILES - 4)]))
-        gamma = 2 * k * U / (1 - k * U)  # twice the f32 sum's worst case
-        want, bound = [], []
-        for i, j in tiles:
-            a = bf16_values(inputs["a"][i * BM:(i + 1) * BM])
-            bt = bf16_values(inputs["bt"][j * BN:(j + 1) * BN])
-            want.append(a @ bt.T)
-            bound.append(gamma * (np.abs(a) @ np.abs(bt).T) + 1e-30)
-        return SampledTiles((m, nn, k), tiles, want, bound)
+        return sampled_tiles(inputs["a"], inputs["bt"], self.shape(n))
+
+    def build_references(self, module: Module) -> None:
+        if module.arch == "sm_90":  # wgmma: the sm_90a target, compute capability 9.0 alone
+            gemm_wgmma.build(module, WGMMA)
 
     def references(self, backend, inputs: dict, args_ptr: int, n: int) -> list:
         if backend.name != "gpu":
             return []
-        ref = cublas_reference(backend, inputs, self.shape(n), self.work(n))
-        return [ref] if ref is not None else []
+        m, nn, k = self.shape(n)
+        refs = []
+        if backend.arch == "sm_90" and gemm_wgmma.check_shape(m, nn, k, WGMMA) is None:
+            a, bt = (self.input_buffer(backend, args_ptr, name) for name in ("a", "bt"))
+            out = backend.alloc(4 * m * nn)
+            grid = min(gemm_wgmma.tiles_for(m, nn, WGMMA), backend.rt.sm_count)
+            refs.append(Reference(
+                "wgmma", f"TMA + wgmma kernel ({grid} persistent blocks: a producer and "
+                f"{gemm_wgmma.CONSUMERS} consumer warpgroups, {gemm_wgmma.BM}x{WGMMA.bn} "
+                f"tiles, {WGMMA.stages} stages)", self.work(n), kernel=WGMMA.name, grid=grid,
+                block=gemm_wgmma.THREADS, shared=WGMMA.shared,
+                args=(*gemm_wgmma.tensor_maps(backend, a, bt, m, nn, k, WGMMA), out,
+                      np.uint32(m), np.uint32(nn), np.uint32(k)),
+                output=(out, m * nn)))
+        ref = cublas_reference(backend, inputs, (m, nn, k), self.work(n))
+        return refs + ([ref] if ref is not None else [])
 
 
 def cublas_reference(backend, inputs: dict, shape: tuple, work: Work) -> Reference | None:

@@ -196,6 +196,16 @@ def _link(ptx: str, arch: str) -> tuple[bytes, str]:
     return bytes(cubin), linker.get_info_log().replace("\x00", "").rstrip()
 
 
+_TARGET_RE = re.compile(r"^\.target\s+(sm_\d+)a\b", re.M)
+
+
+def _own_target(ptx: str, arch: str) -> str:
+    """``arch``, or the PTX's own arch-specific ``.target`` where that is ``arch``'s variant
+    (a module with wgmma targets sm_90a: ``Module.target``; linking it for sm_90 fails)."""
+    m = _TARGET_RE.search(ptx)
+    return arch + "a" if m and m.group(1) == arch else arch
+
+
 def compile_ptx(ptx: str, arch: str, *, cache: bool = True,
                 cache_dir: str | os.PathLike | None = None) -> CompiledModule:
     """Link PTX text to a cubin for ``arch`` with nvJitLink, in-process.
@@ -207,7 +217,7 @@ def compile_ptx(ptx: str, arch: str, *, cache: bool = True,
     """
     if not isinstance(ptx, str):
         raise TypeError(f"ptx must be str, not {type(ptx).__name__}")
-    arch = parse_arch(arch)
+    arch = _own_target(ptx, parse_arch(arch))
     path = None
     if cache:
         path = Path(cache_dir if cache_dir is not None else default_cache_dir())

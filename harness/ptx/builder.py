@@ -517,6 +517,65 @@ class Builder:
                   d, (self._addr(addr), state))
         return d
 
+    def cp_async_bulk_tensor(self, dst, tmap, coords, mbar) -> None:
+        """``cp.async.bulk.tensor.{n}d.shared::cluster.global.mbarrier::complete_tx::bytes``:
+        the TMA copies the box of the tensor map at ``tmap`` (a generic address: a 128-byte
+        ``CUtensorMap`` in global memory, written before the launch) whose first element is
+        at ``coords`` (innermost first, s32 elements) into shared memory at ``dst``, laid
+        out as the map says (swizzled), completing its bytes on the mbarrier ``mbar``."""
+        if not 1 <= len(coords) <= 5:
+            raise PtxBuildError("a tensor copy takes 1 to 5 coordinates")
+        self.emit("cp.async.bulk.tensor", (f"{len(coords)}d", "shared::cluster", "global",
+                                           "mbarrier::complete_tx::bytes"), (), None,
+                  (self._addr(dst), tmap, *coords, self._addr(mbar)))
+
+    def fence_proxy_async(self) -> None:
+        """``fence.proxy.async.shared::cta``: this thread's plain stores to shared memory are
+        ordered before later async-proxy reads of it (wgmma, bulk copies); a barrier after
+        the fence then orders them for the block."""
+        self.emit("fence.proxy", ("async", "shared::cta"))
+
+    def wgmma_fence(self) -> None:
+        """``wgmma.fence.sync.aligned``: registers written before it (accumulators) are
+        ordered before the warpgroup's next wgmma reads them."""
+        self.emit("wgmma.fence", ("sync", "aligned"))
+
+    def wgmma_commit(self) -> None:
+        """``wgmma.commit_group.sync.aligned``: close the group of wgmmas issued since the last."""
+        self.emit("wgmma.commit_group", ("sync", "aligned"))
+
+    def wgmma_wait(self, pending: int = 0) -> None:
+        """``wgmma.wait_group.sync.aligned N``: all but the newest ``pending`` groups have
+        completed (their accumulators may be read, their shared memory reused)."""
+        self.emit("wgmma.wait_group", ("sync", "aligned"), (), None, (Imm(pending, U32),))
+
+    # the matrix descriptor's constant fields for a K-major operand in the 128-byte swizzle:
+    # leading byte offset 16 (unused when a k16 slice lies inside one swizzled line),
+    # stride byte offset 1024 (8 rows of 128 bytes), layout type 1 (128B swizzle)
+    _DESC_128B = (16 >> 4) << 16 | (1024 >> 4) << 32 | 1 << 62
+
+    def wgmma_desc(self, addr) -> Reg:
+        """The 64-bit wgmma matrix descriptor of a K-major operand at shared address
+        ``addr`` (u32) laid out in the 128-byte swizzle (as a tensor copy with
+        CU_TENSOR_MAP_SWIZZLE_128B writes it: 128-byte rows, 8-row groups 1024 bytes apart,
+        the group 1024-byte aligned; a k16 slice at +32 bytes a slice)."""
+        start = self.cvt(self.shr(self.and_(addr, 0x3FFFF, type=U32), 4, type=U32), U64)
+        return self.or_(start, self._DESC_128B, type=U64)
+
+    def wgmma_bf16(self, acc, desc_a, desc_b, scale_d: Reg) -> None:
+        """``wgmma.mma_async.sync.aligned.m64n{N}k16.f32.bf16.bf16`` (sm_90a): the warpgroup's
+        D (64 x N, f32, ``acc``: N/2 registers a thread, updated in place) = A (64 x 16) x
+        B (16 x N) + (``scale_d`` ? D : 0), A and B read from shared memory through the
+        64-bit matrix descriptors, both K-major (no transpose). Asynchronous: the
+        accumulators are not to be touched until a ``wgmma_wait`` covers the group."""
+        n = 2 * len(acc)
+        if n % 8 or not 8 <= n <= 256:
+            raise PtxBuildError(f"wgmma m64nNk16 has N in 8..256 by 8; {len(acc)} "
+                                f"accumulators make N = {n}")
+        self.emit("wgmma.mma_async", ("sync", "aligned", f"m64n{n}k16"),
+                  (TYPES["f32"], TYPES["bf16"], TYPES["bf16"]), Vec(tuple(acc)),
+                  (desc_a, desc_b, scale_d, Imm(1, S32), Imm(1, S32), Imm(0, S32), Imm(0, S32)))
+
     def cp_async(self, dst, src, size: int = 16, cache: str = "ca") -> None:
         """cp.async.{ca,cg}.shared.global [dst], [src], size (4, 8 or 16 bytes)."""
         if size not in (4, 8, 16) or (cache == "cg" and size != 16):

@@ -46,7 +46,10 @@ class DiffCase:
     block: int = 128
     gpu_only_property: bool = False
     notes: str = ""
-    tags: tuple = field(default_factory=tuple)
+    tags: tuple = field(default_factory=tuple)  # "sm90": GPU-only (the emulator cannot
+    #                                              model it), compute capability 9.0 only
+    tensor_maps: tuple = ()  # (input index, rows, cols, box rows, box cols): a 128B-swizzled
+    #                          bf16 tensor map of that input, passed after the outputs
 
 
 # ----------------------------------------------------------------- input generation
@@ -821,8 +824,121 @@ def case_mma() -> list:
                      [Output("out0", "u4", 4 * N)], ref_ld)]
 
 
+def _swizzled_offset(row: int, chunk: int) -> int:
+    """Byte offset of 16-byte ``chunk`` of operand ``row`` in the 128-byte swizzle."""
+    return row // 8 * 1024 + row % 8 * 128 + (chunk ^ row % 8) * 16
+
+
+def case_hopper_async() -> list:
+    """GPU-only (sm_90) rows: a bulk tensor copy of a 128B-swizzled box, checked against
+    numpy's picture of the swizzle; a wgmma from operands stored in that layout, checked
+    against numpy (small integers: every sum exact)."""
+    from harness.gpu.tensormap import swizzle_128b
+
+    rows, cols, box_rows, box_cols, y0, x0 = 32, 128, 16, 64, 16, 64
+
+    def build_tensor(m):
+        params = [("in0", U64), ("out0", U64), ("tmap0", U64)]
+        b = Builder.entry(m, "t_bulk_tensor", params)
+        out = b.cvta_to_global(b.param("out0"))
+        box = b.mov(Builder.shared(m, "t_bt_box", box_rows * 128, 1024), type=U32)
+        bar = b.mov(Builder.shared(m, "t_bt_bar", 8, 8), type=U32)
+        tid = b.special("tid.x")
+        first = b.setp("eq", tid, 0, type=U32)
+        with b.if_(first):
+            b.mbarrier_init(bar, 1)
+        b.bar_sync(0)
+        with b.if_(first):
+            b.mbarrier_arrive_expect_tx(bar, box_rows * 128)
+            b.cp_async_bulk_tensor(box, b.param("tmap0"),
+                                   (b.mov(x0, type=S32), b.mov(y0, type=S32)), bar)
+        with b.loop() as wait:
+            wait.break_if(b.mbarrier_wait(bar, b.mov(0, type=U32), "try_wait", parity=True))
+        v = b.ld("shared", b.mad(tid, 16, box, type=U32), U32, vec=4)  # 16 bytes a thread
+        b.st("global", b.element_addr(out, tid, 16), v)
+        b.ret()
+        return "t_bulk_tensor"
+
+    def ref_tensor(x):
+        box = x.reshape(rows, cols)[y0:y0 + box_rows, x0:x0 + box_cols]
+        return [swizzle_128b(np.ascontiguousarray(box).view(np.uint8)).view(np.uint32).ravel()]
+
+    n_b = 16  # wgmma m64n16k16: 8 accumulators a thread
+
+    def build_wgmma(m):
+        b, i, ins, outs = _kernel(m, "t_wgmma", 3, 2)
+        a_s = b.mov(Builder.shared(m, "t_wg_a", 64 * 128, 1024), type=U32)
+        b_s = b.mov(Builder.shared(m, "t_wg_b", n_b * 128, 1024), type=U32)
+        tid = b.special("tid.x")
+        # A: 64 rows x 2 chunks (k 0-7, 8-15), a thread's chunk; Bt: 16 x 2, threads 0-31
+        for src, dst, count in ((ins[0], a_s, 128), (ins[1], b_s, 2 * n_b)):
+            with b.if_(b.setp("lt", tid, count, type=U32)):
+                row, chunk = b.div(tid, 2, type=U32), b.rem(tid, 2, type=U32)
+                v = b.ld("global", b.element_addr(src, tid, 16), U32, vec=4)
+                off = b.mad(b.div(row, 8, type=U32), 1024,
+                            b.mad(b.rem(row, 8, type=U32), 128,
+                                  b.mul(b.xor(chunk, b.rem(row, 8, type=U32), type=U32), 16,
+                                        type=U32), type=U32), type=U32)
+                b.st("shared", b.add(dst, off, type=U32), v)
+        b.fence_proxy_async()  # the plain stores before the tensor cores' reads
+        b.bar_sync(0)
+        c = [b.ld("global", b.element_addr(ins[2], b.mad(tid, 8, j, type=U32), 4), F32)
+             for j in range(8)]
+        d = [b.mov(0.0, type=F32) for _ in range(8)]
+        on = b.setp("lt", tid, 128, type=U32)  # true: accumulate onto C
+        off = b.setp("ge", tid, 128, type=U32)  # false: D = A x B
+        b.wgmma_fence()
+        b.wgmma_bf16(c, b.wgmma_desc(a_s), b.wgmma_desc(b_s), on)
+        b.wgmma_bf16(d, b.wgmma_desc(a_s), b.wgmma_desc(b_s), off)
+        b.wgmma_commit()
+        b.wgmma_wait(0)
+        for j in range(8):
+            b.st("global", b.element_addr(outs[0], b.mad(tid, 8, j, type=U32), 4), c[j], type=F32)
+            b.st("global", b.element_addr(outs[1], b.mad(tid, 8, j, type=U32), 4), d[j], type=F32)
+        b.ret()
+        return "t_wgmma"
+
+    def bf16_ints(rng, count):
+        vals = rng.integers(-4, 5, count).astype(np.float32)
+        return (vals.view(np.uint32) >> 16).astype(np.uint16)  # small integers: exact
+
+    def inputs_wgmma(rng):
+        return [bf16_ints(rng, 64 * 16), bf16_ints(rng, n_b * 16),
+                rng.integers(-64, 65, 128 * 8).astype(np.float32)]
+
+    def d_fragment(D):
+        """A warpgroup's D (64 x N) as its threads hold it: thread t's n8 block j gives
+        (row, col), (row, col + 1), (row + 8, col), (row + 8, col + 1)."""
+        out = np.zeros((128, D.shape[1] // 2), np.float32)
+        for t in range(128):
+            w, lane = divmod(t, 32)
+            row, col = 16 * w + lane // 4, 2 * (lane % 4)
+            for j in range(D.shape[1] // 8):
+                out[t, 4 * j:4 * j + 4] = [D[row, 8 * j + col], D[row, 8 * j + col + 1],
+                                           D[row + 8, 8 * j + col], D[row + 8, 8 * j + col + 1]]
+        return out
+
+    def ref_wgmma(a, bt, c):
+        A = (a.astype(np.uint32) << 16).view(np.float32).reshape(64, 16).astype(np.float64)
+        B = (bt.astype(np.uint32) << 16).view(np.float32).reshape(n_b, 16).astype(np.float64)
+        D = A @ B.T
+        return [(d_fragment(D) + c.reshape(128, 8)).ravel(), d_fragment(D).ravel()]
+
+    return [
+        DiffCase("cp.async.bulk.tensor", ("cp.async.bulk.tensor",), build_tensor,
+                 lambda rng: [rng.integers(0, 1 << 16, rows * cols, dtype=np.uint16)],
+                 [Output("out0", "u4", box_rows * 128 // 4)], ref_tensor, grid=1, block=box_rows * 8,
+                 tags=("sm90",), tensor_maps=((0, rows, cols, box_rows, box_cols),)),
+        DiffCase("wgmma.m64n16k16 bf16", ("wgmma.fence", "wgmma.mma_async", "wgmma.commit_group",
+                                          "wgmma.wait_group", "fence.proxy"),
+                 build_wgmma, inputs_wgmma,
+                 [Output("out0", "f4", 128 * 8), Output("out1", "f4", 128 * 8)], ref_wgmma,
+                 grid=1, block=128, tags=("sm90",)),
+    ]
+
+
 def all_cases() -> list:
     """Every differential case, in a stable order."""
     return (alu_cases() + case_memory() + case_atomics() + case_collectives()
             + case_special_regs() + case_mbarrier_cp_async() + case_control() + case_mma()
-            + [case_trap()])
+            + case_hopper_async() + [case_trap()])

@@ -712,3 +712,32 @@ def _cp_wait(t, ins):
     keep = t.val(ins.srcs[0], TYPES["u32"]) if ins.srcs else 0
     t.cp_async_wait(keep)
 
+
+
+# ----------------------------------------------- Hopper's async proxy (GPU-only rows)
+# wgmma reads shared memory through matrix descriptors, and the bulk tensor copy reads
+# global memory through an opaque tensor map (cuTensorMapEncodeTiled's 128 bytes): the
+# emulator models neither, so a thread that reaches one stops with an error saying so.
+# Their op cases run on a GPU of compute capability 9.0 only (``gpu_only`` cases).
+
+
+def _gpu_only(t, ins):
+    """Not modeled by the emulator: GPU-only (sm_90; wgmma needs the sm_90a target)."""
+    t.trap(f"{ins.opcode()} is not modeled by the emulator (GPU-only, sm_90)")
+
+
+def _spell_bulk_tensor(ins, guard):
+    dst, tmap, *coords, mbar = ins.srcs
+    return (f"{guard}{ins.opcode()} {dst}, [{tmap}, {{{', '.join(str(c) for c in coords)}}}], "
+            f"{mbar};")
+
+
+op("wgmma.fence", "wgmma.commit_group", "wgmma.wait_group", "wgmma.mma_async")(_gpu_only)
+op("cp.async.bulk.tensor", spell=_spell_bulk_tensor)(_gpu_only)
+
+
+@op("fence.proxy")
+def _fence_proxy(t, ins):
+    """fence.proxy.async{.shared::cta}: orders this thread's generic-proxy accesses (plain
+    stores) before later async-proxy ones (wgmma, bulk copies) of the same memory. The
+    emulator has one proxy: nothing to order."""
