@@ -392,22 +392,17 @@ class StopPoller:
         return stopped
 
 
-def _block_red(b: Builder, kind: str, p):
-    """``bar.red`` over the block from code whose lanes come from their own polls: the warp
-    reconverges first (``bar.warp.sync``), so the aligned barrier is reached by whole
-    warps. Bare ``bar.red`` there faulted on Hopper (ILLEGAL_INSTRUCTION: embassy and
-    backoff at block granularity on idle_wait, H200); the non-aligned ``barrier.red`` ran,
-    but compute-sanitizer's synccheck reported "divergent thread(s) in block" at it. This
-    form is clean under synccheck and racecheck (H200, 2026-12-03)."""
-    b.bar_warp_sync()
-    return b.bar_red(kind, p)
-
-
 def worker_all(b: Builder, p, granularity: str):
     """``p`` agreed over the worker: this thread's, or all of its warp's (``vote.sync``) or
-    block's (``_block_red``) -- what a warp or block worker leaves its run loop on."""
+    block's (``barrier.red``) -- what a warp or block worker leaves its run loop on. Not
+    ``bar.red`` (``.aligned``): the lanes come from their own polls, and a warp that has
+    not reconverged at an aligned barrier faults on Hopper (seen: embassy and backoff at
+    block granularity on idle_wait, CUDA_ERROR_ILLEGAL_INSTRUCTION on the H200). The PTX
+    ISA allows the non-aligned form in divergent code; compute-sanitizer's synccheck still
+    reports "divergent thread(s) in block" at it there (H200, 2026-12-03): unresolved,
+    see results/notes/2026-12-03-h200-big-workloads.md."""
     return {"thread": lambda: p, "warp": lambda: b.vote("all", p),
-            "block": lambda: _block_red(b, "and", p)}[granularity]()
+            "block": lambda: b.bar_red("and", p, aligned=False)}[granularity]()
 
 
 def worker_any(b: Builder, p, granularity: str):
@@ -415,4 +410,4 @@ def worker_any(b: Builder, p, granularity: str):
     slightly different time: agreeing on it makes the lanes leave the loop together, so
     the next collective is not left waiting for a lane that has gone."""
     return {"thread": lambda: p, "warp": lambda: b.vote("any", p),
-            "block": lambda: _block_red(b, "or", p)}[granularity]()
+            "block": lambda: b.bar_red("or", p, aligned=False)}[granularity]()
