@@ -399,8 +399,11 @@ def worker_all(b: Builder, p, granularity: str):
     not reconverged at an aligned barrier faults on Hopper (seen: embassy and backoff at
     block granularity on idle_wait, CUDA_ERROR_ILLEGAL_INSTRUCTION on the H200). The PTX
     ISA allows the non-aligned form in divergent code; compute-sanitizer's synccheck still
-    reports "divergent thread(s) in block" at it there (H200, 2026-12-03): unresolved,
-    see results/notes/2026-12-03-h200-big-workloads.md."""
+    reports "divergent thread(s) in block" at it there (H200, 2026-12-03): unresolved.
+    ``bar.warp.sync`` then ``bar.red`` was tried: clean under synccheck and racecheck at
+    4096 tasks, but it faulted the same way at 2^20 (embassy, indirect dispatch, idle_wait
+    block, H200): a warp that has synced is not thereby converged for an aligned barrier.
+    See results/notes/2026-12-03-h200-big-workloads.md."""
     return {"thread": lambda: p, "warp": lambda: b.vote("all", p),
             "block": lambda: b.bar_red("and", p, aligned=False)}[granularity]()
 

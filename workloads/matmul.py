@@ -20,9 +20,10 @@ whatever ``--ntasks`` asked for; its block, the tile's 256 threads.
 
 Checked against numpy in float64 on sampled tiles (the corners and random ones) within the
 worst-case bound of an f32 sum of K products (doubled for the tensor core's own
-accumulation order), and no output left unwritten. Beside each GPU case: cuBLAS through
-torch, when torch is importable and sees the GPU, as the ceiling (bf16 output, f32
-accumulation; never a dependency).
+accumulation order), and no output left unwritten. Beside each GPU case: on sm_90 the
+hand-written TMA + wgmma kernel (``workloads/gemm_wgmma.py``, the ``wgmma`` reference,
+checked as the case is), and cuBLAS through torch, when torch is importable and sees the
+GPU, as the ceiling (bf16 output, f32 accumulation; never a dependency).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ class MatmulWorkload(Workload):
         self.full = SHAPES[name]
         m, n, k = self.full
         self.summary = (f"bf16 {m}x{n}x{k} GEMM on tensor cores, a {BM}x{BN} tile per block "
-                        f"of cooperative tasks: against the mma.sync kernel and cuBLAS")
+                        f"of cooperative tasks: against the mma.sync kernel, wgmma (sm_90) and "
+                        "cuBLAS")
 
     def shape(self, n: int) -> tuple:
         """(M, N, K) of a run asked for ``n`` tasks: the workload's own, or (below
