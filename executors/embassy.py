@@ -24,6 +24,11 @@ class Embassy(RunQueueExecutor):
     granularities = ("thread", "warp", "block")
     summary = ("Embassy's raw executor: SPAWNED/RUN_QUEUED header bits, fetch_or + Treiber "
                "push, swap-to-null batch dequeue; one run queue per thread; idle workers spin")
+    # A block worker's threads swap their own queues and poll their batches in one loop,
+    # in lockstep: with one root a thread (run_case's layout) and no spawns, the tasks of a
+    # cooperative tile suspend together (their leaf agrees over the block), each wakes
+    # itself onto its own queue, and the next iteration polls all of them again together.
+    polls_block_together = True
 
     def idle_setup(self, b: Builder):
         """Registers the idle policy keeps across iterations (none: Embassy spins)."""

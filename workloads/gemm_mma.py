@@ -96,13 +96,16 @@ def emit_tile(b, smem: tuple, inputs, state: TileState, wait, agree: bool = Fals
     ``agree`` (cooperative tasks): the step's closing barrier is ``bar.red.and`` over each
     thread's test of the next stage's barrier, so the block leaves it agreeing whether
     that stage has landed (``landed``), and a wait that finds it so needs no barrier of
-    its own: one block barrier a step, as the kernel's ``bar.sync``."""
+    its own: one block barrier a step, as the kernel's ``bar.sync``. Its barriers are then
+    the non-aligned ``barrier.sync``/``barrier.red``: a run queue's worker reaches the poll
+    from its own queue operations, where a warp need not be converged (an aligned barrier
+    there faults on Hopper)."""
     a_sym, b_sym, bar_sym = smem
     t = inputs(b)
     with b.if_(b.setp("eq", t["tid"], 0, type=U32)):
         for s in range(STAGES):  # one arrival per thread and phase: .noinc arrives
             b.mbarrier_init(b.add(b.mov(bar_sym, type=U32), 8 * s, type=U32), THREADS)
-    b.bar_sync(0)  # the barriers are initialised before any thread arrives on them
+    b.bar_sync(0, aligned=not agree)  # the barriers are initialised before any arrival
     _load_stage(b, t, smem, b.mov(0, type=U32), b.mov(0, type=U32))
     with b.loop() as lp:
         t = inputs(b)
@@ -123,7 +126,7 @@ def emit_tile(b, smem: tuple, inputs, state: TileState, wait, agree: bool = Fals
         if agree:  # nobody refills this stage while another warp still reads it, and
             # the block agrees whether the next one has landed
             landed = b.mbarrier_wait(*_stage_bar(b, bar_sym, nxt), parity=True)
-            state.set("landed", b.selp(1, 0, b.bar_red("and", landed), type=U32))
+            state.set("landed", b.selp(1, 0, b.bar_red("and", landed, aligned=False), type=U32))
         else:
             b.bar_sync(0)  # nobody refills this stage while another warp still reads it
         state.set("kt", nxt)

@@ -53,7 +53,7 @@ def _stage_landed_body(f):
         f.ready()  # the block agreed so at the step's closing barrier: no barrier here
     f.new_state()
     landed = f.mbarrier_wait(f.arg("bar"), f.arg("parity"), parity=True)
-    with f.if_(f.bar_red("and", landed)):  # the whole tile goes on, or none of it
+    with f.if_(f.bar_red("and", landed, aligned=False)):  # the whole tile goes on, or none
         f.ready()
     f.wake_self()
     f.pending()

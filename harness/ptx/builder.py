@@ -407,9 +407,11 @@ class Builder:
 
     # ----------------------------------------------------------------- collectives
 
-    def bar_sync(self, bar_id=0, count=None) -> None:
-        """bar.sync id{, count}: wait for the block (or ``count`` threads) at barrier ``id``."""
-        self.emit("bar", ("sync",), (U32,), None, (bar_id,) + ((count,) if count else ()))
+    def bar_sync(self, bar_id=0, count=None, aligned: bool = True) -> None:
+        """bar.sync id{, count}: wait for the block (or ``count`` threads) at barrier ``id``.
+        ``aligned=False``: ``barrier.sync``, which a warp's threads may reach apart."""
+        self.emit("bar" if aligned else "barrier", ("sync",), (U32,), None,
+                  (bar_id,) + ((count,) if count else ()))
 
     def bar_arrive(self, bar_id, count) -> None:
         """bar.arrive id, count: signal a named barrier without waiting."""

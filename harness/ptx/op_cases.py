@@ -472,6 +472,10 @@ def case_collectives() -> list:
             b.add(k, 1, dst=k)
         apart = b.bar_red("and", b.setp("lt", k, 5), aligned=False)
         b.add(cnt, b.selp(4000, 0, apart, type=U32), dst=cnt)
+        with b.loop() as lp:  # and barrier.sync after another divergent loop
+            lp.break_if(b.setp("ge", k, b.add(b.rem(tid, 7), 5)))
+            b.add(k, 1, dst=k)
+        b.bar_sync(0, aligned=False)
         _store(b, outs[3], i, cnt, U32)
         lanemask = b.special("lanemask_lt")
         _store(b, outs[2], i, b.popc(lanemask), U32)
@@ -484,8 +488,9 @@ def case_collectives() -> list:
         red = np.full(N, 43 + 2000 + 4000, np.uint32)  # 43 of 0..127 are multiples of 3
         return [np.full(N, 0xFFFFFFFF, np.uint32), named, (tid % 32).astype(np.uint32), red]
 
-    out.append(DiffCase("activemask+bar.warp.sync+bar.arrive/sync named+bar.red+barrier.red",
-                        ("activemask", "bar", "bar.red", "barrier.red"), build_misc, lambda rng: [],
+    out.append(DiffCase("activemask+bar.warp.sync+bar.arrive/sync named+bar.red+barrier.red/sync",
+                        ("activemask", "bar", "bar.red", "barrier.red", "barrier"), build_misc,
+                        lambda rng: [],
                         [Output(f"out{k}", "u4") for k in range(4)],
                         lambda: ref_misc()))
     return out

@@ -419,6 +419,13 @@ def _bar(t, ins):
     return t.wait_block(bar_id, count, arrive_only="arrive" in ins.mods)
 
 
+@op("barrier", spell=_spell_untyped)
+def _barrier(t, ins):
+    """barrier.sync id{, count}: bar.sync without ``.aligned`` (a warp's threads may arrive
+    apart, e.g. from a run queue's divergent loop)."""
+    return _bar(t, ins)
+
+
 def _spell_bar_red(ins, guard):
     d, bar_id, p = ins.dst, ins.srcs[0], ins.srcs[1]
     return f"{guard}{ins.opcode()} {d}, {bar_id}, {p};"
