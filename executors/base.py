@@ -403,7 +403,7 @@ def worker_all(b: Builder, p, granularity: str):
     ``bar.warp.sync`` then ``bar.red`` was tried: clean under synccheck and racecheck at
     4096 tasks, but it faulted the same way at 2^20 (embassy, indirect dispatch, idle_wait
     block, H200): a warp that has synced is not thereby converged for an aligned barrier.
-    See results/notes/2026-12-03-h200-big-workloads.md."""
+    See results/notes/2026-12-03-h200-wgmma.md."""
     return {"thread": lambda: p, "warp": lambda: b.vote("all", p),
             "block": lambda: b.bar_red("and", p, aligned=False)}[granularity]()
 

@@ -142,22 +142,27 @@ def cmd_inspect(args) -> int:
 def cmd_selftest(args) -> int:
     """The op table's differential self-tests (on a GPU: against the emulator's bits)."""
     from harness.backend import make_backend
-    from harness.difftest import all_cases, check_case
+    from harness.difftest import all_cases, check_case, skip_reason
     from harness.report import console, difftest_table
 
-    rows = []
+    rows, skipped = [], []
     cases = all_cases()
     with make_backend(args.backend, args.device) as backend, \
             _progress(len(cases), "self-tests") as step:
         for case in cases:
             if "traps" in case.tags and backend.name == "gpu":
                 continue  # a trap poisons the context: the gpu test suite isolates it
-            verdict, run = check_case(case, backend, args.seed, backend.name == "gpu")
-            rows.append((case, verdict, run))
+            why = skip_reason(case, backend)
+            if why:
+                skipped.append(why)
+            else:
+                verdict, run = check_case(case, backend, args.seed, backend.name == "gpu")
+                rows.append((case, verdict, run))
             step()
         console.print(difftest_table(rows, backend.name))
     failed = sum(v != "pass" for _, v, _ in rows)
-    console.print(f"{len(rows) - failed} passed, {failed} failed")
+    console.print(f"{len(rows) - failed} passed, {failed} failed"
+                  + (f", {len(skipped)} skipped ({'; '.join(skipped)})" if skipped else ""))
     return 1 if failed else 0
 
 

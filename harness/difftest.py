@@ -27,6 +27,18 @@ class CaseRun:
     error: str | None = None
 
 
+def skip_reason(case: DiffCase, backend: Backend) -> str | None:
+    """Why ``backend`` cannot run ``case`` (an sm_90-only instruction the emulator does not
+    model, or a GPU of another architecture), or None."""
+    if "sm90" not in case.tags:
+        return None
+    if backend.name != "gpu":
+        return f"{case.name}: GPU-only (the emulator does not model it)"
+    if backend.arch != "sm_90":
+        return f"{case.name}: an sm_90 instruction; this GPU is {backend.arch}"
+    return None
+
+
 def run_diff(case: DiffCase, backend: Backend, seed: int) -> CaseRun:
     """Build, load and launch one case on ``backend`` with inputs drawn from ``seed``."""
     from harness.errors import PollbenchError

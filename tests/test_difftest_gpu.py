@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.difftest import all_cases, check_case
+from harness.difftest import all_cases, check_case, skip_reason
 from harness.gpu.testing import requires_gpu
 
 CASES = all_cases()
@@ -23,8 +23,9 @@ def gpu_backend():
 @requires_gpu
 @pytest.mark.parametrize("case", [c for c in CASES if "traps" not in c.tags], ids=lambda c: c.name)
 def test_op_on_gpu_matches_emulator(case, gpu_backend):
-    if "sm90" in case.tags and gpu_backend.arch != "sm_90":
-        pytest.skip(f"{case.name} is an sm_90 instruction; this GPU is {gpu_backend.arch}")
+    why = skip_reason(case, gpu_backend)
+    if why:
+        pytest.skip(why)
     verdict, _ = check_case(case, gpu_backend, seed=1234, against_emulator=True)
     assert verdict == "pass", verdict
 

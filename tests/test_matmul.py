@@ -1,7 +1,8 @@
 """The ``matmul`` workloads: cooperative tile tasks under block_on on the emulator (inline,
-with the baseline; direct in the conformance suite), the sampled-tile check catching what it must, the skips
-of executors that cannot poll a tile together, ptxas's resources; ``-m gpu``: one shape on a
-card against numpy, with cuBLAS beside it when torch is there."""
+with the baseline; direct, and embassy's and backoff's, in the conformance suite), the
+sampled-tile check catching what it must, the skips of executors that cannot poll a tile
+together, ptxas's resources; ``-m gpu``: one shape on a card against numpy, with the wgmma
+kernel (sm_90) and cuBLAS (when torch is there) beside it."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def test_the_family_has_the_issues_shapes():
 
 def test_tile_tasks_under_block_on_on_the_emulator():
     """One tile, inline (the emulator takes 40 s of CPU for it); the frame-slot dispatch
-    runs in the conformance suite (``direct``), the tile mapping over several tiles in
-    tests/test_gemm_mma.py (the same tile code) and on a GPU."""
+    runs in the conformance suite (``direct``: block_on's block loop, and embassy's and
+    backoff's block workers, one run queue a thread in lockstep), the tile mapping over
+    several tiles in tests/test_gemm_mma.py (the same tile code) and on a GPU."""
     wl = get_workload("matmul_8192")
     n = wl.tasks(THREADS)
     spec = CaseSpec("block_on", "matmul_8192", "inline", "block", ntasks=n, block=THREADS)
@@ -67,7 +69,8 @@ def test_the_sampled_tiles_catch_a_wrong_poisoned_or_misplaced_output():
 
 
 def test_executors_that_poll_thread_by_thread_skip_with_the_reason():
-    for ex, gran in (("embassy", "block"), ("smem_ready", "thread"), ("block_on", "warp")):
+    for ex, gran in (("embassy", "warp"), ("graph", "thread"), ("smem_ready", "thread"),
+                     ("block_on", "warp")):
         spec = CaseSpec(ex, "matmul_1024", "direct", gran, ntasks=THREADS, block=THREADS)
         assert "polled together" in unsupported_reason(spec)
         with pytest.raises(Unsupported):
@@ -96,6 +99,10 @@ def test_a_matmul_on_this_gpu(gpu_backend):
     assert r.time_ms > 0 and r.baseline_ms > 0
     figures = r.extra["metrics"]
     assert figures["gflop_per_s"] > 0 and figures["flops"] == 2 * 1024 ** 3
+    wgmma = figures.get("references", {}).get("wgmma")  # the sm_90 kernel, checked
+    assert (wgmma is not None) == (gpu_backend.arch == "sm_90")
+    if wgmma is not None:
+        assert wgmma["check"] == "pass" and wgmma["ms"] > 0
     cublas = figures.get("references", {}).get("cublas")
     if cublas is not None:  # torch there: the ceiling was timed
         assert cublas["ms"] > 0
