@@ -83,3 +83,28 @@ def test_wgmma_gemm_on_this_gpu(gpu_backend, shape, grid_cap):
         gemm_wgmma.build(mod, cfg)
         gpu_backend.load(mod)
         assert _run(gpu_backend, shape, grid_cap, cfg) == "pass"
+
+
+@pytest.mark.parametrize("args,why", [
+    ((0x1000, 128, 100, 128, 64), "row pitch"),  # 200-byte rows: not a multiple of 16
+    ((0x1008, 128, 128, 128, 64), "aligned"),
+    ((0x1000, 512, 128, 512, 64), "at most 256"),
+    ((0x1000, 128, 128, 128, 128), "wider than the 128-byte swizzle"),
+])
+def test_tensor_maps_refuse_what_the_copy_engine_cannot_do(args, why):
+    """Checked before the driver is asked (so also here, without one), one line each."""
+    from harness.gpu.errors import GpuError
+    from harness.gpu.tensormap import encode_2d
+
+    with pytest.raises(GpuError, match=why):
+        encode_2d(*args)
+
+
+def test_numpys_picture_of_the_128_byte_swizzle():
+    from harness.gpu.tensormap import swizzle_128b
+
+    box = np.arange(16 * 128, dtype=np.uint32).astype(np.uint8).reshape(16, 128)
+    out = swizzle_128b(box).reshape(16, 8, 16)
+    rows = box.reshape(16, 8, 16)
+    assert (out[0] == rows[0]).all() and (out[8] == rows[8]).all()  # row % 8 == 0: as is
+    assert (out[3, 1 ^ 3] == rows[3, 1]).all() and (out[13, 7 ^ 5] == rows[13, 7]).all()

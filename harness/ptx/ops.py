@@ -720,12 +720,11 @@ def _cp_wait(t, ins):
     t.cp_async_wait(keep)
 
 
-
 # ----------------------------------------------- Hopper's async proxy (GPU-only rows)
 # wgmma reads shared memory through matrix descriptors, and the bulk tensor copy reads
 # global memory through an opaque tensor map (cuTensorMapEncodeTiled's 128 bytes): the
 # emulator models neither, so a thread that reaches one stops with an error saying so.
-# Their op cases run on a GPU of compute capability 9.0 only (``gpu_only`` cases).
+# Their op cases (tagged ``sm90``) run on a GPU of compute capability 9.0 only.
 
 
 def _gpu_only(t, ins):
