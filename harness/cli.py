@@ -115,13 +115,14 @@ def cmd_inspect(args) -> int:
     arch = _arch(args)
     exs, wls = _executors_workloads(args)
     for ex, wl in itertools.product(exs, wls):
-        rows = []
+        rows, why = [], None
         for dispatch, gran in itertools.product(ex.dispatch_modes, ex.granularities):
-            try:
-                m, kernel, baseline, _ = build_case(CaseSpec(ex.name, wl.name, dispatch, gran), arch)
+            try:  # a cooperative workload's tasks run as blocks of their group, some workers only
+                m, kernel, baseline, _ = build_case(CaseSpec(
+                    ex.name, wl.name, dispatch, gran, block=wl.cooperative or args.block), arch)
             except Unsupported as e:
-                console.print(f"{ex.name} x {wl.name}: not applicable ({e})")
-                break
+                why = why or str(e)
+                continue
             compiled = compile_ptx(m.to_ptx(), arch)
             # the first build also lists the baseline and the workload's reference kernels
             # (at their own block size where they declare one)
@@ -131,11 +132,14 @@ def cmd_inspect(args) -> int:
                 if name and name in compiled.resources:
                     res = compiled.resources[name]
                     dynamic = kernel.dynamic_smem if name == kernel.name else 0
-                    block = (m.functions[name].maxntid if name != kernel.name else None) or args.block
+                    block = (m.functions[name].maxntid if name != kernel.name else None) or \
+                        wl.cooperative or args.block
                     occ = theoretical_occupancy(res, block, arch, dynamic)
                     rows.append((name, res, block, occ, dynamic))
         if rows:
             console.print(resources_table(f"{ex.name} x {wl.name} on {arch}", rows))
+        else:
+            console.print(f"{ex.name} x {wl.name}: not applicable ({why})")
     return 0
 
 

@@ -60,3 +60,14 @@ def test_run_on_emulator(capsys, tmp_path):
 def test_list(capsys):
     assert main(["list"]) == 0
     assert "block_on" in capsys.readouterr().out
+
+
+def test_inspect_shows_a_tile_workloads_block_workers_and_its_kernels(capsys):
+    """matmul's tasks run only on block workers, as blocks of a tile's 256 threads; the
+    sm_90 module also holds the wgmma kernel (one 384-thread block an SM)."""
+    assert main(["inspect", "--arch", "sm_90", "--executor", "embassy", "--executor", "graph",
+                 "--workload", "matmul_1024"]) == 0
+    out = capsys.readouterr().out
+    assert "embassy_block_direct_matmul_1024_root" in out and "gemm_wgmma" in out
+    assert "embassy_thread" not in out
+    assert "graph x matmul_1024: not applicable" in out
