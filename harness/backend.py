@@ -247,9 +247,9 @@ class GpuBackend(Backend):
         """The device address of a tensor map (``harness.gpu.tensormap.encode_2d``) of the
         ``rows x cols`` array at ``ptr``, a buffer of this backend: a bulk tensor copy's
         ``tmap`` operand (written before any launch that reads it)."""
-        from harness.gpu.tensormap import encode_2d
+        from harness.gpu.tensormap import ELEMENT_BYTES, encode_2d
 
-        self._span(ptr, rows * cols * (2 if element == "bf16" else 4))
+        self._span(ptr, rows * cols * ELEMENT_BYTES.get(element, 1))  # encode_2d names a bad one
         return self.to_device(encode_2d(ptr, rows, cols, box_rows, box_cols, element, swizzle))
 
     def _find(self, ptr: int):

@@ -10,6 +10,7 @@ from harness.gpu.errors import GpuError
 
 _ELEMENTS = {"bf16": ("CU_TENSOR_MAP_DATA_TYPE_BFLOAT16", 2),
              "f32": ("CU_TENSOR_MAP_DATA_TYPE_FLOAT32", 4)}
+ELEMENT_BYTES = {name: size for name, (_, size) in _ELEMENTS.items()}
 _SWIZZLES = {0: "CU_TENSOR_MAP_SWIZZLE_NONE", 32: "CU_TENSOR_MAP_SWIZZLE_32B",
              64: "CU_TENSOR_MAP_SWIZZLE_64B", 128: "CU_TENSOR_MAP_SWIZZLE_128B"}
 
