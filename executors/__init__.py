@@ -5,10 +5,12 @@ from executors.backoff import Backoff
 from executors.block_on import BlockOn
 from executors.embassy import Embassy
 from executors.graph import Graph
+from executors.persistent import Persistent
 from executors.smem_ready import SmemReady
 from harness.errors import PollbenchError
 
-EXECUTORS: dict = {e.name: e for e in (BlockOn(), Embassy(), Backoff(), SmemReady(), Graph())}
+EXECUTORS: dict = {e.name: e for e in (BlockOn(), Persistent(), Embassy(), Backoff(), SmemReady(),
+                                        Graph())}
 
 
 def get_executor(name: str) -> Executor:

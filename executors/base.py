@@ -205,6 +205,11 @@ class Executor:
         """Emit one kernel (its name from ``kernel_name``) and say how to launch it."""
         raise NotImplementedError
 
+    def grid(self, backend, kernel: ExecutorKernel, ntasks: int, block: int) -> int:
+        """Blocks of ``block`` threads a run over ``ntasks`` roots launches: a thread a
+        root (a persistent executor launches what fits at once)."""
+        return -(-ntasks // block)
+
     def prepare(self, backend, kernel: ExecutorKernel, grid, block, run: LaunchArgs) -> None:
         """What precedes every run, timed runs too, in stream order: zero the executor's
         state (queues and pool counters start empty). Executors that check the launch or

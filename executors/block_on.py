@@ -20,7 +20,7 @@ from executors.base import (
 )
 from harness.futures import READY, ROW_BYTES, RegisterTask, record_addr
 from harness.ptx import Builder
-from harness.ptx.types import U32, U64
+from harness.ptx.types import PRED, U32, U64
 
 
 class BlockOn(Executor):
@@ -37,36 +37,64 @@ class BlockOn(Executor):
 
     def emit_kernel(self, build: ExecutorBuild, dispatch: str, granularity: str,
                     instrument: bool) -> ExecutorKernel:
-        module, root = build.module, build.root
-        name = self.kernel_name(granularity, dispatch, root, instrument)
-        b = Builder.entry(module, name, KERNEL_PARAMS)
+        """A worker a task: thread ``i`` of the grid polls root ``i``."""
+        b, probe, rows = self.kernel_entry(build, dispatch, granularity, instrument)
+        ntasks = b.param("ntasks")
         gid = b.global_index()
-        probe = Probe(b, instrument)
-        frames, ntasks = b.param("frames"), b.param("ntasks")
-        args, stop = b.param("args"), b.param("stop")
         valid = b.setp("lt", gid, ntasks)
         if granularity == "thread":
             with b.if_(valid, negate=True):
                 b.exit()
+        self.poll_to_ready(b, build, dispatch, granularity, probe, StopPoller(b), gid, valid,
+                           b.param("frames"), rows)
+        return self.kernel_exit(b, probe, dispatch, rows, build)
+
+    def kernel_entry(self, build: ExecutorBuild, dispatch: str, granularity: str,
+                     instrument: bool) -> tuple:
+        """The kernel's entry, its probe, and the rows of a task record (0: inline, the
+        frame is registers); the root's poll functions where it is polled through the ABI."""
+        name = self.kernel_name(granularity, dispatch, build.root, instrument)
+        b = Builder.entry(build.module, name, KERNEL_PARAMS)
+        rows = 0
+        if dispatch != "inline":
+            build.root.emit(build.module, build.space)
+            rows = HEADER_ROWS + build.root.rows
+        return b, Probe(b, instrument), rows
+
+    def kernel_exit(self, b: Builder, probe: Probe, dispatch: str, rows: int,
+                    build: ExecutorBuild, state_bytes: int = 0) -> ExecutorKernel:
+        probe.finish(b.param("counters"), b.global_index())
+        b.ret()
+        frame_bytes = 0 if dispatch == "inline" else build.root.frame_size
+        return ExecutorKernel(b.fn.name, rows=rows, frame_bytes=frame_bytes,
+                              state_bytes=state_bytes)
+
+    def poll_to_ready(self, b: Builder, build: ExecutorBuild, dispatch: str, granularity: str,
+                      probe: Probe, stopper: StopPoller, task, valid, records, rows: int):
+        """``block_on`` over the worker: poll root ``task`` (where ``valid``) until it is
+        Ready, the worker looping until all its tasks are, or until the host asks to stop.
+        ``records``: the task records' base. Returns a predicate, worker-uniform: stopped."""
+        root, args = build.root, b.param("args")
+        frames, stop = b.param("frames"), b.param("stop")
         done = b.reg(U32)  # 1 once this thread's task is Ready (or it has none)
         b.selp(0, 1, valid, type=U32, dst=done)
         if dispatch == "inline":
-            task = RegisterTask(b, root, gid, frames, [gid, args])
-            poll = task.poll
+            task_regs = RegisterTask(b, root, task, frames, [task, args])
+            poll = task_regs.poll
         else:
-            root.emit(module, build.space)
-            rows = HEADER_ROWS + root.rows
-            record = record_addr(b, frames, gid, rows)
+            record = record_addr(b, records, task, rows)
             frame = b.add(record, HEADER_ROWS * ROW_BYTES, type=U64)
             with b.if_(valid):  # the first poll: arguments in registers
                 probe.begin()
-                status = first_poll(b, root, record, frame, gid, frames, [gid, args], dispatch)
+                status = first_poll(b, root, record, frame, task, frames, [task, args],
+                                    dispatch)
                 probe.poll_done(status)
                 b.selp(1, 0, b.setp("eq", status, READY), type=U32, dst=done)
 
             def poll():
-                return dispatch_poll(b, (root,), record, frame, gid, frames, dispatch)
-        stopper = StopPoller(b)
+                return dispatch_poll(b, (root,), record, frame, task, frames, dispatch)
+        stopped = b.reg(PRED)
+        b.setp("ne", done, done, dst=stopped)  # false
         with b.loop() as loop:
             finished = b.setp("ne", done, 0)
             if granularity != "thread":
@@ -80,9 +108,6 @@ class BlockOn(Executor):
                 status = poll()
                 probe.poll_done(status)
                 b.selp(1, 0, b.setp("eq", status, READY), type=U32, dst=done)
-            loop.break_if(worker_any(b, stopper.poll(b, stop), granularity))
-        probe.finish(b.param("counters"), gid)
-        b.ret()
-        if dispatch == "inline":
-            return ExecutorKernel(name, rows=0, frame_bytes=0)
-        return ExecutorKernel(name, rows=rows, frame_bytes=root.frame_size)
+            b.mov(worker_any(b, stopper.poll(b, stop), granularity), type=PRED, dst=stopped)
+            loop.break_if(stopped)
+        return stopped

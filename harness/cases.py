@@ -256,10 +256,12 @@ class _Case:
         backend.load(self.m)
         n = spec.ntasks
         self.inputs, self.want = inputs_and_reference(spec)
-        self.grid = -(-n // spec.block)
+        self.ex = get_executor(spec.executor)
+        self.grid = self.ex.grid(backend, self.kernel, n, spec.block)
+        # the baseline's grid: a thread a task
+        self.base_grid = -(-n // spec.block)
         self.args, self.out = self.wl.upload(backend, self.inputs, n)
         self.run = LaunchArgs.allocate(backend, self.kernel, n, self.args)
-        self.ex = get_executor(spec.executor)
         self.base_args = None
         self.refs = []  # the workload's Reference runs, with what became of each
 
@@ -280,7 +282,7 @@ class _Case:
             res.instructions_per_task = first.instructions / n
         if self.baseline:
             self.base_args, base_out = self.wl.upload(be, self.inputs, n)
-            b = be.launch(self.baseline, self.grid, spec.block, self.baseline_params(),
+            b = be.launch(self.baseline, self.base_grid, spec.block, self.baseline_params(),
                           checked=True)
             res.baseline_check = verdict(self.wl.read_output(be, base_out, n), self.want)
             if b.instructions is not None:
@@ -314,7 +316,7 @@ class _Case:
         res.timing, res.time_ms, res.samples = stats, stats.median_ms, stats.samples
         res.extra["nvml"] = _energy_window(be, enqueue, stats.median_ms, spec.ntasks)
         if self.baseline:
-            bstats = _time(be, lambda: be.enqueue(self.baseline, self.grid, spec.block,
+            bstats = _time(be, lambda: be.enqueue(self.baseline, self.base_grid, spec.block,
                                                    self.baseline_params()), timing, True)
             res.baseline_timing, res.baseline_ms = bstats, bstats.median_ms
         for ref, row in self.refs:
@@ -364,9 +366,10 @@ class _Case:
         from harness.counters import summarise
 
         be, spec = self.backend, self.spec
-        nthreads = self.grid * spec.block
+        grid = self.ex.grid(be, self.kernel.instrumented, spec.ntasks, spec.block)
+        nthreads = grid * spec.block
         counters = be.to_device(np.zeros(nthreads * len(COUNTER_FIELDS), np.uint64))
-        self.ex.launch(be, self.kernel.instrumented, self.grid, spec.block,
+        self.ex.launch(be, self.kernel.instrumented, grid, spec.block,
                        self.run.with_counters(counters), checked=True)
         raw = be.read(counters, np.uint64, nthreads * len(COUNTER_FIELDS))
         res.extra["counters"] = summarise(raw, spec.ntasks,

@@ -77,7 +77,7 @@ def test_version():
 
 def test_help_lists_the_choices_and_has_no_markup():
     r = _run("run", "--help")
-    assert "block_on, embassy, backoff, smem_ready, graph" in r.stdout
+    assert "block_on, persistent, embassy, backoff, smem_ready, graph" in " ".join(r.stdout.split())
     assert "seed_demo" in r.stdout and "``" not in _run("--help").stdout
 
 

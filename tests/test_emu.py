@@ -395,6 +395,27 @@ def test_out_of_bounds_shared_access():
         Emulator(m).launch("k", 1, 1)
 
 
+@pytest.mark.parametrize("misuse", ["init twice", "wait before init", "arrive after inval"])
+def test_mbarrier_misuse_traps(misuse):
+    """PTX leaves these undefined (a persistent block re-initialising its barriers for
+    the next tile must mbarrier.inval them first): the emulator stops, naming the rule."""
+    m = Module()
+    bar = Builder.shared(m, "bar", 8, align=8)
+    b = Builder.entry(m, "k")
+    if misuse != "wait before init":
+        b.mbarrier_init(bar, 1)
+    if misuse == "init twice":
+        b.mbarrier_init(bar, 1)
+    if misuse == "arrive after inval":
+        b.mbarrier_inval(bar)
+        b.mbarrier_arrive(bar)
+    b.mbarrier_wait(bar, b.mov(0, type=U32), parity=True)
+    b.ret()
+    want = "holds a valid mbarrier" if misuse == "init twice" else "no valid mbarrier there"
+    with pytest.raises(EmuError, match=want):
+        Emulator(m).launch("k", 1, 1)
+
+
 def test_uninitialised_register_read_names_register_and_instruction():
     m = Module()
     b = Builder.entry(m, "k")

@@ -130,7 +130,14 @@ def emit_tile(b, smem: tuple, inputs, state: TileState, wait, agree: bool = Fals
         else:
             b.bar_sync(0)  # nobody refills this stage while another warp still reads it
         state.set("kt", nxt)
-    _store(b, inputs(b), [state.get(f"acc{i}") for i in range(ACC)])
+    t = inputs(b)
+    # Every wait and arrival on the stage barriers came before the last step's closing
+    # barrier: end them, so a worker that runs another tile may initialise them again
+    # (mbarrier.init on a valid object is undefined).
+    with b.if_(b.setp("eq", t["tid"], 0, type=U32)):
+        for s in range(STAGES):
+            b.mbarrier_inval(b.add(b.mov(bar_sym, type=U32), 8 * s, type=U32))
+    _store(b, t, [state.get(f"acc{i}") for i in range(ACC)])
 
 
 def _load_stage(b, t: dict, smem: tuple, stage, kt) -> None:

@@ -80,6 +80,7 @@ class _Block:
         self.barriers: dict = {}
         self.warps: dict = {}
         self.bulk_pending: dict = {}  # mbarrier address -> bulk copies not yet landed
+        self.mbarriers: set = set()  # shared addresses holding a valid mbarrier object
 
 
 class _Warp:

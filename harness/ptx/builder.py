@@ -486,6 +486,11 @@ class Builder:
         self.emit("mbarrier", ("init", "shared"), (TYPES["b64"],), None,
                   (self._addr(addr), Imm(count, U32) if isinstance(count, int) else count))
 
+    def mbarrier_inval(self, addr) -> None:
+        """``mbarrier.inval``: end the mbarrier object at ``addr``, so the location may be
+        initialised again (``mbarrier.init`` on a valid object is undefined)."""
+        self.emit("mbarrier", ("inval", "shared"), (TYPES["b64"],), None, (self._addr(addr),))
+
     def mbarrier_arrive(self, addr) -> Reg:
         """Returns the arrival's state token (opaque on hardware)."""
         d = self.reg(TYPES["b64"])

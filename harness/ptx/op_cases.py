@@ -578,6 +578,11 @@ def case_mbarrier_cp_async() -> list:
                  b.mbarrier_wait(bar1, s1, "try_wait"),
                  b.mbarrier_wait(bar1, b.mov(0, type=U32), parity=True),
                  b.mbarrier_wait(bar1, b.mov(1, type=U32), parity=True)]
+            b.mbarrier_inval(bar1)                 # then a fresh object at phase 0
+            b.mbarrier_init(bar1, 1)
+            p.append(b.mbarrier_wait(bar1, b.mov(0, type=U32), parity=True))  # open again
+            b.mbarrier_arrive(bar1)
+            p.append(b.mbarrier_wait(bar1, b.mov(0, type=U32), parity=True))  # done
             for k, pk in enumerate(p):
                 b.or_(code, b.selp(1 << k, 0, pk, type=U32), type=U32, dst=code)
         _store(b, outs[0], i, code, U32)
@@ -586,7 +591,9 @@ def case_mbarrier_cp_async() -> list:
 
     def ref_mbar():
         r = np.zeros(N, np.uint32)
-        r[0] = r[128] = 0b01101  # bar1 done, bar2 open, try_wait done, parity0 done, parity1 open
+        # bar1 done, bar2 open, try_wait done, parity0 done, parity1 open; re-initialised
+        # bar1: phase 0 open, then done after its arrival
+        r[0] = r[128] = 0b1001101
         return [r]
 
     def build_cp(m):

@@ -639,17 +639,35 @@ def _mbar_update(t, addr: int, arrivals: int = 0, tx: int = 0) -> int:
     return before
 
 
+def _need_mbarrier(t, addr: int, what: str) -> None:
+    """Trap unless shared ``addr`` holds a valid mbarrier object (initialised, not
+    invalidated): ``what`` on any other location is undefined."""
+    if addr not in t.block.mbarriers:
+        t.trap(f"{what} at shared {addr:#x}: no valid mbarrier there (not initialised, "
+               "or invalidated)")
+
+
 @op("mbarrier")
 def _mbarrier(t, ins):
-    """mbarrier.{init,arrive,arrive.expect_tx,test_wait,try_wait}{.parity}.shared.b64."""
+    """mbarrier.{init,inval,arrive,arrive.expect_tx,test_wait,try_wait}{.parity}.shared.b64.
+    The block keeps which locations hold a valid object: init of a valid one, and any other
+    operation on a location without one, are undefined in PTX and trap here."""
     kind = ins.mods[0]
+    valid = t.block.mbarriers
+    addr = t.addr(ins.srcs[0])
     if kind == "init":
-        mem, count = ins.srcs
-        n = t.val(count, TYPES["u32"])
-        t.store("shared", t.addr(mem), 8, _mbar_join(n, n, 0, 0))
+        if addr in valid:
+            t.trap(f"mbarrier.init at shared {addr:#x}: it holds a valid mbarrier "
+                   "(mbarrier.inval it first)")
+        n = t.val(ins.srcs[1], TYPES["u32"])
+        t.store("shared", addr, 8, _mbar_join(n, n, 0, 0))
+        valid.add(addr)
+        return
+    _need_mbarrier(t, addr, f"mbarrier.{kind}")
+    if kind == "inval":
+        valid.discard(addr)
         return
     if kind == "arrive":
-        addr = t.addr(ins.srcs[0])
         tx = t.val(ins.srcs[1], TYPES["u32"]) if "expect_tx" in ins.mods else 0
         if tx:  # expect-tx first, then the arrive-on (one phase step at most)
             _mbar_update(t, addr, tx=tx)
@@ -659,8 +677,7 @@ def _mbarrier(t, ins):
         return
     # test_wait / try_wait: the phase named by the token (or parity) has completed. Bulk
     # copies queued on this barrier land first (a valid schedule: they are in flight).
-    mem, state = ins.srcs
-    addr = t.addr(mem)
+    state = ins.srcs[1]
     for _dst, _src, _n, tx in t.land_bulk_copies(addr):
         if tx:
             _mbar_update(t, addr, tx=-tx)
@@ -681,6 +698,7 @@ def _cp_async_bulk(t, ins):
     n = t.val(size, TYPES["u32"])
     if n % 16 or t.addr(dst) % 16 or t.addr(src) % 16:
         t.trap(f"cp.async.bulk of {n} bytes: size and addresses must be multiples of 16")
+    _need_mbarrier(t, t.addr(mbar), "cp.async.bulk's completion")
     t.cp_async_bulk(t.addr(dst), t.addr(src), n, t.addr(mbar))
 
 
@@ -691,6 +709,7 @@ def _cp_async_arrive(t, ins):
     the barrier's expected count (its init counted it). The emulator arrives at once and
     lands the copies at the first wait on ``mbar`` (data read before waiting is old)."""
     addr = t.addr(ins.srcs[0])
+    _need_mbarrier(t, addr, "cp.async.mbarrier.arrive")
     t.cp_async_arrive_on(addr)
     _mbar_update(t, addr, arrivals=1)
 
