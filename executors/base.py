@@ -158,6 +158,7 @@ class Executor:
     # at block granularity, every thread of a block polls its own task at the same time as
     # the others (one loop in lockstep): a cooperative workload's tile can run on it
     polls_block_together = False
+    wake_is_noop = False  # wake does nothing (its worker re-polls anyway): no wakes counted
     dispatch_modes: tuple = ("direct", "indirect")  # what build() accepts
     frame_space = "global"  # where task frames live
     # racecheck follows barriers, not atomics: an executor whose shared-memory hand-offs are

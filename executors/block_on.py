@@ -28,6 +28,7 @@ class BlockOn(Executor):
     granularities = ("thread", "warp", "block")
     dispatch_modes = ("inline", "direct", "indirect")
     polls_block_together = True  # the block loops until all its tasks are Ready, together
+    wake_is_noop = True
     summary = "each worker polls one root future until Ready; wake is a no-op"
 
     def emit_module(self, build: ExecutorBuild) -> None:
