@@ -14,8 +14,9 @@ blocks are scheduled by the hardware as SMs free up); the ``static`` reference i
 static grid partition — every resident thread takes tasks t, t + T, t + 2T, ... (T resident
 threads), so a thread that draws a heavy task finishes late and nothing takes its others.
 Dynamic scheduling on the device would have to beat the static partition; whether an
-executor does shows as the case's time against ``static``'s. The executors home each root
-on its worker (one per thread at one task a thread): they cannot move work between workers.
+executor does shows as the case's time against ``static``'s. The run-queue executors home
+each root on its worker (one per thread at one task a thread): they cannot move work
+between workers; ``persistent``'s workers claim their next roots as they free up.
 The ``dynamic`` reference is what dynamic scheduling can win: the same resident threads,
 each claiming its next task from an atomic counter (an injector queue of task ids).
 """

@@ -10,8 +10,9 @@ block (``bar.red.and``) whether it is Ready, so every thread of the tile suspend
 together; the accumulators and the K step are the task's frame slots (registers under
 ``inline`` dispatch). Only an executor whose block worker polls its threads' tasks in
 lockstep can run such tasks (``Executor.polls_block_together``, at block granularity:
-``block_on``, and ``embassy``/``backoff``, whose block worker's threads poll their own run
-queues in one loop); the others skip with the reason (a thread or warp worker would poll
+``block_on``; ``persistent``, whose block workers claim tile after tile, the tile's stage
+barriers invalidated at its end for the next; and ``embassy``/``backoff``, whose block
+worker's threads poll their own run queues in one loop); the others skip with the reason (a thread or warp worker would poll
 one thread of a tile at a time, and its barrier would wait for threads that are elsewhere).
 
 Shapes (``SHAPES``): 8192^3, the sweep 1024 -> 16384 and a skinny one (M = 256). Below
