@@ -261,9 +261,11 @@ def test_deadlock_is_a_clean_timeout_gpu(executor, kind):
     from harness.backend import GpuBackend
 
     with GpuBackend(timeout_s=0.5) as be:
-        with pytest.raises(PollbenchError, match="stop flag"):
-            run_root(executor, DEADLOCKS[kind], 1024, be, rows=1)
-        assert not be.rt.wedged  # the kernel saw the flag and returned
+        # every granularity: a warp or block worker's first thread alone reads the flag
+        for granularity in get_executor(executor).granularities:
+            with pytest.raises(PollbenchError, match="stop flag"):
+                run_root(executor, DEADLOCKS[kind], 1024, be, rows=1, granularity=granularity)
+            assert not be.rt.wedged, granularity  # the kernel saw the flag and returned
         r = run_root(executor, EXACTLY_ONCE, 64, be, rows=5)  # the context still works
         assert (r.rows[READIES] == 1).all()
 

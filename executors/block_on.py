@@ -46,8 +46,8 @@ class BlockOn(Executor):
         if granularity == "thread":
             with b.if_(valid, negate=True):
                 b.exit()
-        self.poll_to_ready(b, build, dispatch, granularity, probe, StopPoller(b), gid, valid,
-                           b.param("frames"), rows)
+        self.poll_to_ready(b, build, dispatch, granularity, probe, StopPoller(b, granularity),
+                           gid, valid, b.param("frames"), rows)
         return self.kernel_exit(b, probe, dispatch, rows, build)
 
     def kernel_entry(self, build: ExecutorBuild, dispatch: str, granularity: str,

@@ -59,7 +59,7 @@ class Embassy(RunQueueExecutor):
             start_roots(b, base, types, gid, r["nworkers"], r["ntasks"], r["args"], rows,
                         r["exec"], dispatch, probe, live=live)
         idle = self.idle_setup(b)
-        stopper = StopPoller(b)
+        stopper = StopPoller(b, granularity)
         done = b.reg(PRED)
         with b.loop() as lp:
             # Nothing alive here: done (the queue can only hold despawned tasks, which the

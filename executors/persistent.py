@@ -69,7 +69,7 @@ class Persistent(BlockOn):
         b, probe, rows = self.kernel_entry(build, dispatch, granularity, instrument)
         ntasks = b.param("ntasks")
         records = b.add(b.param("frames"), STATE_BYTES, type=U64)
-        claim, stopper = RootClaim(b, granularity), StopPoller(b)
+        claim, stopper = RootClaim(b, granularity), StopPoller(b, granularity)
         with b.loop() as worker:
             first = claim.first()
             worker.break_if(b.setp("ge", first, ntasks, type=U32))  # worker-uniform
