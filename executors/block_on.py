@@ -104,14 +104,11 @@ class BlockOn(Executor):
             if granularity != "thread":
                 probe.end("idle_cycles")
             loop.break_if(finished)
-            # The stop check comes before the poll, not after: the worker's barriers then
-            # follow each other and the loop's back edge, where a direct poll's divergent
-            # returns would reach the barrier (synccheck reported those, H200).
-            b.mov(worker_any(b, stopper.poll(b, stop), granularity), type=PRED, dst=stopped)
-            loop.break_if(stopped)
             with b.if_(b.setp("eq", done, 0)):
                 probe.begin()
                 status = poll()
                 probe.poll_done(status)
                 b.selp(1, 0, b.setp("eq", status, READY), type=U32, dst=done)
+            b.mov(worker_any(b, stopper.poll(b, stop), granularity), type=PRED, dst=stopped)
+            loop.break_if(stopped)
         return stopped

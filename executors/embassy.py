@@ -68,12 +68,6 @@ class Embassy(RunQueueExecutor):
             b.not_(has_roots, dst=done)
             with b.if_(has_roots):
                 b.setp("eq", live_tasks(b, rec) if spawns else live, 0, dst=done)
-            # The worker's scope: a thread leaves alone; a warp (vote.sync) or a block
-            # (barrier.red) leaves when every lane's tasks are done, as block_on's do. Both
-            # checks come before the batch, so the barriers follow each other and the
-            # loop's back edge, not the batch's divergent polls (block_on.poll_to_ready).
-            lp.break_if(worker_all(b, done, granularity))
-            lp.break_if(worker_any(b, stopper.poll(b, r["stop"]), granularity))
             with b.if_(done, negate=True):
                 probe.begin()
                 head = run_batch(b, base, rec, types, r["exec"], rows, dispatch, probe,
@@ -84,5 +78,9 @@ class Embassy(RunQueueExecutor):
                     probe.end("idle_cycles")
                 with b.if_(empty, negate=True):
                     self.on_busy(b, idle)
+            # The worker's scope: a thread leaves alone; a warp (vote.sync) or a block
+            # (barrier.red) leaves when every lane's tasks are done, as block_on's do.
+            lp.break_if(worker_all(b, done, granularity))
+            lp.break_if(worker_any(b, stopper.poll(b, r["stop"]), granularity))
         finish_counters(b, probe, r["counters"], gid)
         b.ret()
