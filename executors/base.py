@@ -417,7 +417,12 @@ def worker_all(b: Builder, p, granularity: str):
     not reconverged at an aligned barrier faults on Hopper (seen: embassy and backoff at
     block granularity on idle_wait, CUDA_ERROR_ILLEGAL_INSTRUCTION on the H200). The PTX
     ISA allows the non-aligned form in divergent code; compute-sanitizer's synccheck still
-    reports "divergent thread(s) in block" at it there (H200, 2026-12-03): unresolved.
+    reports "divergent thread(s) in block" there (H200, 2026-12-03): unresolved. The report
+    is at the worker's stop barrier (``worker_any``, ``barrier.red.or``), where ptxas puts
+    a ``WARPSYNC.COLLECTIVE`` before the ``BAR.RED``, in every block worker that polls
+    through the ABI (block_on, persistent, embassy, backoff on idle_wait); inline block
+    workers are clean. Moving both checks before the poll did not clear it (and cost
+    embassy's and backoff's ping_pong 4%): reverted.
     ``bar.warp.sync`` then ``bar.red`` was tried: clean under synccheck and racecheck at
     4096 tasks, but it faulted the same way at 2^20 (embassy, indirect dispatch, idle_wait
     block, H200): a warp that has synced is not thereby converged for an aligned barrier.
