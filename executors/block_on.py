@@ -64,6 +64,7 @@ class BlockOn(Executor):
 
     def kernel_exit(self, b: Builder, probe: Probe, dispatch: str, rows: int,
                     build: ExecutorBuild, state_bytes: int = 0) -> ExecutorKernel:
+        """Store the probe's counts, return, and say how to launch the kernel."""
         probe.finish(b.param("counters"), b.global_index())
         b.ret()
         frame_bytes = 0 if dispatch == "inline" else build.root.frame_size
